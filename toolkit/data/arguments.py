@@ -1,0 +1,30 @@
+"""Data options shared by every recipe. Names follow the Hugging Face example scripts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A Hub dataset name, or 'demo' for the embedded demo data (no download)."},
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset configuration; for 'demo': corpus, classification, summarization."}
+    )
+    train_file: str | None = field(default=None, metadata={"help": "Training file or folder (txt/csv/tsv/json/jsonl/parquet, .gz ok)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation file or folder."})
+    test_file: str | None = field(default=None, metadata={"help": "Test file or folder."})
+    validation_split_percentage: int = field(
+        default=5, metadata={"help": "Hold out this % of train when no validation split is given."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of loading it."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text."})
+    strip_gutenberg: bool = field(
+        default=True, metadata={"help": "Drop Project Gutenberg header/licence outside the START/END markers."}
+    )

@@ -1,0 +1,40 @@
+"""Training helpers shared by the recipes (see each module's docstring)."""
+
+from toolkit.training.arguments import TrainingArguments
+from toolkit.training.checkpoint import (
+    TrainState,
+    check_output_dir,
+    list_checkpoints,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from toolkit.training.loop import (
+    ProgressLogger,
+    make_accelerator,
+    save_final_model,
+    time_budget_exceeded,
+    total_training_steps,
+    training_batches,
+    write_json,
+)
+from toolkit.training.optim import create_optimizer, create_scheduler
+
+__all__ = [
+    "TrainState",
+    "TrainingArguments",
+    "ProgressLogger",
+    "check_output_dir",
+    "create_optimizer",
+    "create_scheduler",
+    "list_checkpoints",
+    "load_checkpoint",
+    "make_accelerator",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "save_final_model",
+    "time_budget_exceeded",
+    "total_training_steps",
+    "training_batches",
+    "write_json",
+]

@@ -1,0 +1,56 @@
+"""Training options shared by every recipe. Names follow the Hugging Face example scripts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCHEDULERS = ("linear", "cosine", "inverse_sqrt", "constant", "constant_with_warmup")
+TRACKERS = ("none", "tensorboard", "wandb", "all")
+
+
+@dataclass
+class TrainingArguments:
+    output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints, the model and metrics go."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into a non-empty output_dir without resuming."}
+    )
+    seed: int = field(default=42, metadata={"help": "Seed for initialisation, data order and masking."})
+    max_steps: int = field(default=-1, metadata={"help": "Total optimizer steps; overrides num_train_epochs if > 0."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the training data."})
+    max_time_minutes: float | None = field(
+        default=None, metadata={"help": "Stop training after this wall-clock budget (checked at logging steps)."}
+    )
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Micro-batch size per process."})
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "Evaluation batch size per process."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (never on biases and norms)."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
+    adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2."})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": f"One of {', '.join(SCHEDULERS)}."})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warmup steps."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 disables)."})
+    eval_steps: int = field(default=500, metadata={"help": "Evaluate every N optimizer steps (0: only at the end)."})
+    save_steps: int = field(default=500, metadata={"help": "Checkpoint every N optimizer steps (0: never)."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the last K checkpoints."})
+    logging_steps: int = field(default=50, metadata={"help": "Log loss, learning rate and tokens/s every N steps."})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "A checkpoint folder, or 'latest' for the newest in output_dir/checkpoints."}
+    )
+    report_to: str = field(default="none", metadata={"help": f"Tracker: one of {', '.join(TRACKERS)}."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the final model folder to the Hub."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository name, e.g. user/my-model."})
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
+    torch_compile: bool = field(default=False, metadata={"help": "Compile the model with torch.compile."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+
+    def __post_init__(self):
+        if self.lr_scheduler_type not in SCHEDULERS:
+            raise ValueError(f"lr_scheduler_type '{self.lr_scheduler_type}' is not one of {', '.join(SCHEDULERS)}")
+        if self.report_to not in TRACKERS:
+            raise ValueError(f"report_to '{self.report_to}' is not one of {', '.join(TRACKERS)}")
+        if self.gradient_accumulation_steps < 1:
+            raise ValueError("gradient_accumulation_steps must be >= 1")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("push_to_hub needs hub_model_id (e.g. --hub_model_id user/my-model)")

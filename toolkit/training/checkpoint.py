@@ -1,0 +1,112 @@
+"""Checkpoints that resume exactly: `accelerator.save_state` (model, optimizer, scheduler, RNG states) plus the
+training position (`TrainState`: optimizer step, epoch, micro-batch within the epoch).
+
+A checkpoint is written under a temporary name and renamed when complete, so an interrupted save never leaves a
+corrupt latest checkpoint; only the last `save_total_limit` are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+
+from toolkit.errors import UserError
+
+CHECKPOINT_DIR = "checkpoints"
+STATE_FILE = "trainer_state.json"
+_NAME = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainState:
+    """Where training is; saved with every checkpoint."""
+
+    global_step: int = 0  # optimizer steps taken
+    epoch: int = 0  # current epoch (0-based)
+    batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed by this process
+    tokens_seen: int = 0  # non-padding tokens processed, all processes
+    best_metric: float | None = None
+    best_checkpoint: str | None = None
+    log_history: list = field(default_factory=list)
+
+    def to_json(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(dataclasses.asdict(self), f, indent=2)
+
+    @classmethod
+    def from_json(cls, path: str) -> TrainState:
+        with open(path, encoding="utf-8") as f:
+            return cls(**json.load(f))
+
+
+def list_checkpoints(output_dir: str) -> list[str]:
+    """Completed checkpoints, oldest first (temporary folders of interrupted saves are ignored)."""
+    root = os.path.join(output_dir, CHECKPOINT_DIR)
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for name in os.listdir(root):
+        match = _NAME.match(name)
+        path = os.path.join(root, name)
+        if match and os.path.isfile(os.path.join(path, STATE_FILE)):
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def resolve_checkpoint(output_dir: str, resume_from_checkpoint: str | None) -> str | None:
+    """`None` -> None; `latest` -> newest checkpoint in output_dir (None if there is none); a path -> that path."""
+    if not resume_from_checkpoint:
+        return None
+    if resume_from_checkpoint == "latest":
+        found = list_checkpoints(output_dir)
+        return found[-1] if found else None
+    if not os.path.isfile(os.path.join(resume_from_checkpoint, STATE_FILE)):
+        raise UserError(
+            f"resume_from_checkpoint {resume_from_checkpoint} is not a checkpoint folder (no {STATE_FILE} inside)"
+        )
+    return resume_from_checkpoint
+
+
+def check_output_dir(output_dir: str, resume_path: str | None, overwrite: bool) -> None:
+    """Refuse to start a fresh run on top of saved checkpoints, which would silently mix or lose them."""
+    if resume_path or overwrite or not list_checkpoints(output_dir):
+        return
+    raise UserError(
+        f"output_dir {output_dir} already holds checkpoints: pass --resume_from_checkpoint latest to continue, "
+        "--overwrite_output_dir to start over, or another --output_dir"
+    )
+
+
+def save_checkpoint(accelerator, output_dir: str, state: TrainState, save_total_limit: int | None = None) -> str:
+    """Collective: every process must call it. Returns the checkpoint path."""
+    root = os.path.join(output_dir, CHECKPOINT_DIR)
+    final = os.path.join(root, f"step-{state.global_step:08d}")
+    tmp = final + ".tmp"
+    if accelerator.is_main_process:
+        os.makedirs(root, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # left over from an interrupted save
+    accelerator.wait_for_everyone()
+    accelerator.save_state(tmp)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state.to_json(os.path.join(tmp, STATE_FILE))
+        if os.path.isdir(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        if save_total_limit:  # keep the newest K, and the best one whatever its age
+            found = list_checkpoints(output_dir)
+            removable = [p for p in found if p not in (final, state.best_checkpoint)]
+            for path in removable[: max(0, len(found) - save_total_limit)]:
+                shutil.rmtree(path, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, path: str) -> TrainState:
+    """Restore model, optimizer, scheduler and RNG states; return the training position."""
+    accelerator.load_state(path)
+    return TrainState.from_json(os.path.join(path, STATE_FILE))

@@ -1,0 +1,181 @@
+"""Small helpers the recipes compose into their training loop (no Trainer class: the loop stays in the recipe).
+
+- `make_accelerator`: Accelerator with seeded, resumable data order and the chosen tracker.
+- `training_batches`: yields micro-batches epoch after epoch, skipping what a resumed run already consumed.
+- `ProgressLogger`: tqdm bar on the main process; loss is reduced and `.item()`-ed only at logging steps.
+- `save_final_model`: gathers the full state dict (DDP, FSDP, DeepSpeed alike) and writes a loadable HF folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from tqdm.auto import tqdm
+
+from toolkit.training.checkpoint import TrainState
+
+
+def make_accelerator(args, **kwargs) -> Accelerator:
+    """Accelerator for `TrainingArguments`; mixed precision and distribution come from `accelerate launch`."""
+    log_with = None if args.report_to == "none" else args.report_to
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        # `accelerate launch --multi_gpu --num_processes N` on a machine without GPUs: real gloo processes.
+        kwargs.setdefault("cpu", True)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=log_with,
+        project_dir=args.output_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        **kwargs,
+    )
+    set_seed(args.seed)
+    return accelerator
+
+
+def total_training_steps(args, num_batches_per_epoch: int) -> tuple[int, int]:
+    """(optimizer steps in total, epochs to iterate) from max_steps or num_train_epochs."""
+    steps_per_epoch = max(1, math.ceil(num_batches_per_epoch / args.gradient_accumulation_steps))
+    if args.max_steps > 0:
+        return args.max_steps, math.ceil(args.max_steps / steps_per_epoch)
+    return math.ceil(args.num_train_epochs * steps_per_epoch), math.ceil(args.num_train_epochs)
+
+
+def training_batches(accelerator: Accelerator, dataloader, state: TrainState, num_epochs: int):
+    """Yield micro-batches from `state.epoch`/`state.batch_in_epoch` on, keeping `state` up to date.
+
+    The data order of epoch e depends only on (seed, e), so a resumed run sees exactly the batches the
+    uninterrupted run would have seen.
+    """
+    while state.epoch < num_epochs:
+        if hasattr(dataloader, "set_epoch"):
+            dataloader.set_epoch(state.epoch)
+        batches = dataloader
+        if state.batch_in_epoch:
+            batches = accelerator.skip_first_batches(dataloader, state.batch_in_epoch)
+        iterator = iter(batches)
+        # Starting a DataLoader iterator draws a base seed from the global RNG; keep that draw out of the RNG
+        # stream the model uses (dropout), so an uninterrupted and a resumed run consume the same random numbers.
+        rng_state = torch.get_rng_state()
+        batch = next(iterator, None)
+        torch.set_rng_state(rng_state)
+        while batch is not None:
+            state.batch_in_epoch += 1
+            yield batch
+            batch = next(iterator, None)
+        state.epoch += 1
+        state.batch_in_epoch = 0
+
+
+class ProgressLogger:
+    """Progress bar + periodic metrics. Call `update(loss, n_tokens)` every micro-batch and `step(lr)` after
+    each optimizer step; nothing synchronises with the device except at logging steps."""
+
+    def __init__(self, accelerator: Accelerator, total_steps: int, state: TrainState, logging_steps: int):
+        self.accelerator = accelerator
+        self.state = state
+        self.logging_steps = max(1, logging_steps)
+        self.bar = tqdm(
+            total=total_steps, initial=state.global_step, disable=not accelerator.is_local_main_process, desc="train"
+        )
+        self._loss_sum = None
+        self._loss_count = 0
+        self._tokens = None
+        self._t0 = time.perf_counter()
+        self.start_time = self._t0
+        self.start_tokens = state.tokens_seen
+        self.last_loss: float | None = None
+
+    def update(self, loss: torch.Tensor, n_tokens) -> None:
+        loss = loss.detach().float()
+        self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+        self._loss_count += 1
+        n = torch.as_tensor(n_tokens, device=loss.device)
+        self._tokens = n if self._tokens is None else self._tokens + n
+
+    def step(self, lr: float, extra: dict | None = None) -> dict | None:
+        """Advance the bar by one optimizer step; returns the logged metrics at logging steps."""
+        self.bar.update(1)
+        if self.state.global_step % self.logging_steps and self.state.global_step != self.bar.total:
+            return None
+        return self.log(lr, extra)
+
+    def log(self, lr: float, extra: dict | None = None) -> dict | None:
+        if self._loss_sum is None:
+            return None
+        loss = self.accelerator.reduce(self._loss_sum / self._loss_count, reduction="mean").item()
+        tokens = int(self.accelerator.reduce(self._tokens, reduction="sum").item())
+        now = time.perf_counter()
+        self.state.tokens_seen += tokens
+        metrics = {
+            "loss": round(loss, 4),
+            "learning_rate": lr,
+            "tokens_per_second": round(tokens / max(1e-9, now - self._t0), 1),
+            "epoch": self.state.epoch,
+            **(extra or {}),
+        }
+        self.last_loss = loss
+        self._loss_sum, self._loss_count, self._tokens, self._t0 = None, 0, None, now
+        self.record(metrics)
+        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{metrics['tokens_per_second']:.0f}")
+        return metrics
+
+    def record(self, metrics: dict) -> None:
+        """Send metrics to trackers, keep them in the training state's history, print them on the main process."""
+        self.accelerator.log(metrics, step=self.state.global_step)
+        self.state.log_history.append({"step": self.state.global_step, **metrics})
+        if self.accelerator.is_main_process:
+            self.bar.write(json.dumps({"step": self.state.global_step, **metrics}))
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def throughput_line(self, flops_per_token: float | None = None) -> str:
+        """`tokens/s` over the whole run (and, on CUDA with `flops_per_token`, the fraction of dense bf16 peak)."""
+        seconds = max(1e-9, time.perf_counter() - self.start_time)
+        tokens_per_s = (self.state.tokens_seen - self.start_tokens) / seconds
+        line = f"throughput: {tokens_per_s:,.0f} tokens/s over {seconds:,.1f} s on {self.accelerator.num_processes} process(es)"
+        if flops_per_token and torch.cuda.is_available():
+            peak = 989e12 * self.accelerator.num_processes  # dense bf16 peak of an H100/H200
+            line += f", {tokens_per_s * flops_per_token / peak:.1%} of dense bf16 peak"
+        return line
+
+
+def time_budget_exceeded(accelerator: Accelerator, start: float, max_minutes: float | None) -> bool:
+    """Whether the wall-clock budget is spent, agreed by all processes (rank 0's clock decides)."""
+    if not max_minutes:
+        return False
+    flag = torch.tensor([float(time.perf_counter() - start > 60 * max_minutes)], device=accelerator.device)
+    from accelerate.utils import broadcast
+
+    return bool(broadcast(flag, from_process=0).item())
+
+
+def save_final_model(accelerator: Accelerator, model, tokenizer, output_dir: str, run_config: dict, metrics: dict):
+    """Collective. Writes `save_pretrained` weights + code, the tokenizer, the resolved config and metrics."""
+    accelerator.wait_for_everyone()
+    state_dict = accelerator.get_state_dict(model)  # gathers FSDP / DeepSpeed shards on the main process
+    unwrapped = accelerator.unwrap_model(model)
+    if hasattr(unwrapped, "_orig_mod"):  # torch.compile wrapper
+        unwrapped = unwrapped._orig_mod
+    unwrapped.save_pretrained(
+        output_dir, state_dict=state_dict, is_main_process=accelerator.is_main_process, save_function=accelerator.save
+    )
+    if accelerator.is_main_process:
+        if tokenizer is not None:
+            tokenizer.save_pretrained(output_dir)
+        write_json(os.path.join(output_dir, "run_config.json"), run_config)
+        write_json(os.path.join(output_dir, "all_results.json"), metrics)
+    accelerator.wait_for_everyone()
+    return unwrapped
+
+
+def write_json(path: str, obj) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, default=str)
