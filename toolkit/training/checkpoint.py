@@ -14,6 +14,8 @@ import re
 import shutil
 from dataclasses import dataclass, field
 
+from accelerate.utils import DistributedType
+
 from toolkit.errors import UserError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -90,7 +92,11 @@ def save_checkpoint(accelerator, output_dir: str, state: TrainState, save_total_
         os.makedirs(root, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)  # left over from an interrupted save
     accelerator.wait_for_everyone()
-    accelerator.save_state(tmp)
+    # Replicated (DDP) training: rank 0 holds everything, so only rank 0 writes. Sharded (FSDP, DeepSpeed): every
+    # rank writes its shard. Per-rank RNG files are not needed to resume exactly (see `training_batches`).
+    sharded = accelerator.distributed_type not in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU)
+    if sharded or accelerator.is_main_process:
+        accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state.to_json(os.path.join(tmp, STATE_FILE))

@@ -49,27 +49,32 @@ def total_training_steps(args, num_batches_per_epoch: int) -> tuple[int, int]:
 def training_batches(accelerator: Accelerator, dataloader, state: TrainState, num_epochs: int):
     """Yield micro-batches from `state.epoch`/`state.batch_in_epoch` on, keeping `state` up to date.
 
-    The data order of epoch e depends only on (seed, e), so a resumed run sees exactly the batches the
-    uninterrupted run would have seen.
+    The data order of epoch e depends only on (seed, e), and before each micro-batch the global torch RNG (dropout)
+    is reseeded from (seed, epoch, micro-batch, process index). So a resumed run sees exactly the batches and random
+    numbers the uninterrupted run would have seen, without relying on per-process RNG files in the checkpoint.
     """
+    seed = accelerator.dataloader_config.data_seed or 0
     while state.epoch < num_epochs:
         if hasattr(dataloader, "set_epoch"):
             dataloader.set_epoch(state.epoch)
         batches = dataloader
         if state.batch_in_epoch:
             batches = accelerator.skip_first_batches(dataloader, state.batch_in_epoch)
-        iterator = iter(batches)
-        # Starting a DataLoader iterator draws a base seed from the global RNG; keep that draw out of the RNG
-        # stream the model uses (dropout), so an uninterrupted and a resumed run consume the same random numbers.
-        rng_state = torch.get_rng_state()
-        batch = next(iterator, None)
-        torch.set_rng_state(rng_state)
-        while batch is not None:
+        for batch in batches:
+            torch.manual_seed(position_seed(seed, state.epoch, state.batch_in_epoch, accelerator.process_index))
             state.batch_in_epoch += 1
             yield batch
-            batch = next(iterator, None)
         state.epoch += 1
         state.batch_in_epoch = 0
+
+
+def position_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from integers (splitmix64 steps), so nearby positions get unrelated streams."""
+    x = 0x9E3779B97F4A7C15
+    for part in parts:
+        x = (x ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        x = (x ^ (x >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+    return x >> 1
 
 
 class ProgressLogger:
@@ -129,8 +134,9 @@ class ProgressLogger:
         """Send metrics to trackers, keep them in the training state's history, print them on the main process."""
         self.accelerator.log(metrics, step=self.state.global_step)
         self.state.log_history.append({"step": self.state.global_step, **metrics})
-        if self.accelerator.is_main_process:
-            self.bar.write(json.dumps({"step": self.state.global_step, **metrics}))
+        if self.accelerator.is_main_process or os.environ.get("TOOLKIT_LOG_ALL_RANKS") == "1":
+            rank = {"rank": self.accelerator.process_index} if self.accelerator.num_processes > 1 else {}
+            self.bar.write(json.dumps({"step": self.state.global_step, **rank, **metrics}))
 
     def close(self) -> None:
         self.bar.close()

@@ -1,0 +1,42 @@
+"""Every shipped recipe YAML parses against its recipe's dataclasses and opens with the command that runs it."""
+
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from tests.conftest import REPO
+
+RECIPE_OF = {
+    "bert": "pretrain_bert",
+    "elmo": "pretrain_elmo",
+    "classification": "finetune_classification",
+    "translation": "finetune_seq2seq",
+    "summarization": "finetune_seq2seq",
+}
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "recipes", "configs", "*", "*.yaml")))
+
+
+def load_recipe(name):
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", os.path.join(REPO, "recipes", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_config_folder_has_a_recipe():
+    folders = {os.path.basename(os.path.dirname(p)) for p in CONFIGS}
+    assert folders and folders <= set(RECIPE_OF), folders - set(RECIPE_OF)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, os.path.join(REPO, "recipes", "configs")))
+def test_config_parses_and_documents_its_command(path):
+    folder = os.path.basename(os.path.dirname(path))
+    recipe = RECIPE_OF[folder]
+    with open(path, encoding="utf-8") as f:
+        first = f.readline()
+    rel = os.path.relpath(path, REPO)
+    assert first.startswith("#") and f"recipes/{recipe}.py" in first and rel in first, first
+    parsed = load_recipe(recipe).parse_args(["--config", path])
+    assert all(hasattr(group, "__dataclass_fields__") for group in parsed)
