@@ -174,3 +174,11 @@ def test_real_gutenberg_book_is_stripped(shared_data):
     rows = load(train_file=path)["train"]["text"]
     assert not any("Project Gutenberg" in r for r in rows[:5]) and not any("Project Gutenberg" in r for r in rows[-5:])
     assert len(rows) > 500
+
+
+def test_word_vocabulary_is_reproducible():
+    # (The `tokenizers` WordPiece trainer breaks merge ties in a run-dependent order, so WordPiece vocabularies can
+    # differ between runs; recipes save the tokenizer they trained and reuse it on resume.)
+    texts = [f"word{i % 37} other{i % 11} tie{i % 5}" for i in range(400)]
+    words = train_word_level([texts], max_size=60).get_vocab()
+    assert all(train_word_level([texts], max_size=60).get_vocab() == words for _ in range(3))
