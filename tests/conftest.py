@@ -26,7 +26,16 @@ def run_launch(args: list[str], nproc: int = 1, timeout: int = 600, extra_launch
         cmd += ["--multi_gpu", "--num_processes", str(nproc)]
     else:
         cmd += ["--num_processes", "1", "--cpu"]
-    cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
+    cmd += [
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+    ]
     cmd += extra_launch or []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd + args, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)

@@ -31,7 +31,10 @@ def test_text_file_becomes_paragraph_rows(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text(TEXT)
     rows = load(train_file=str(path))["train"]
-    assert rows["text"] == ["The quick brown fox jumps over the lazy dog. It was not amused.", "A second paragraph wrapped over lines."]
+    assert rows["text"] == [
+        "The quick brown fox jumps over the lazy dog. It was not amused.",
+        "A second paragraph wrapped over lines.",
+    ]
     assert rows["doc_id"] == [0, 0]
 
 
@@ -57,7 +60,7 @@ def test_tsv_csv_jsonl(tmp_path):
     (tmp_path / "a.csv").write_text("text,label\nhello,pos\n")
     (tmp_path / "a.jsonl").write_text('{"text": "x", "label": 2}\n')
     tsv = load(train_file=str(tmp_path / "a.tsv"))["train"]
-    assert tsv["sentence"] == ["it's \"great\"", "bad"] and tsv["label"] == [1, 0]
+    assert tsv["sentence"] == ['it\'s "great"', "bad"] and tsv["label"] == [1, 0]
     assert load(train_file=str(tmp_path / "a.csv"))["train"]["label"] == ["pos"]
     assert load(train_file=str(tmp_path / "a.jsonl"))["train"]["label"] == [2]
 
@@ -73,8 +76,16 @@ def test_validation_split_held_out_when_absent(tmp_path):
     [
         (lambda d: None, "train_file", "--train_file {d}/missing.txt does not exist"),
         (lambda d: (d / "empty.txt").write_text("  \n"), "train_file", "{d}/empty.txt is empty"),
-        (lambda d: (d / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1") * 10), "train_file", "{d}/latin1.txt is not UTF-8"),
-        (lambda d: (d / "a.docx").write_text("x"), "validation_file", "--validation_file {d}/a.docx: unsupported file type"),
+        (
+            lambda d: (d / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1") * 10),
+            "train_file",
+            "{d}/latin1.txt is not UTF-8",
+        ),
+        (
+            lambda d: (d / "a.docx").write_text("x"),
+            "validation_file",
+            "--validation_file {d}/a.docx: unsupported file type",
+        ),
     ],
 )
 def test_bad_input_errors_name_the_file(tmp_path, setup, option, message):
@@ -90,7 +101,9 @@ def test_bad_input_errors_name_the_file(tmp_path, setup, option, message):
 def test_unknown_column_error(tmp_path):
     (tmp_path / "a.tsv").write_text("sentence\tlabel\nok\t1\n")
     rows = load(train_file=str(tmp_path / "a.tsv"))["train"]
-    with pytest.raises(UserError, match=r"column 'text' not found in --train_file a.tsv; columns are: sentence, label"):
+    with pytest.raises(
+        UserError, match=r"column 'text' not found in --train_file a.tsv; columns are: sentence, label"
+    ):
         check_columns(rows, ["text"], "--train_file a.tsv")
 
 

@@ -34,7 +34,9 @@ def test_mid_epoch_resume_reproduces_uninterrupted_losses(tmp_path):
     args = [*COMMON, "--dropout", "0.1", "--save_steps", "5"]
     full, full_final = run_tiny(["--output_dir", str(tmp_path / "full"), *args])
     run_tiny(["--output_dir", str(tmp_path / "cut"), *args, "--stop_after_steps", "11"])
-    resumed, resumed_final = run_tiny(["--output_dir", str(tmp_path / "cut"), *args, "--resume_from_checkpoint", "latest"])
+    resumed, resumed_final = run_tiny(
+        ["--output_dir", str(tmp_path / "cut"), *args, "--resume_from_checkpoint", "latest"]
+    )
     assert min(resumed) == 11 and max(resumed) == 24
     for step, loss in resumed.items():
         assert loss == full[step], f"step {step}: resumed {loss} != uninterrupted {full[step]}"
@@ -53,8 +55,12 @@ def test_resume_with_gradient_accumulation(tmp_path):
 @pytest.mark.distributed
 def test_two_processes_match_one_process(tmp_path):
     args = ["--num_train_epochs", "2", "--learning_rate", "0.01", "--save_steps", "4"]
-    single, single_final = run_tiny(["--output_dir", str(tmp_path / "one"), *args, "--per_device_train_batch_size", "8"])
-    out = run_launch([SCRIPT, "--output_dir", str(tmp_path / "two"), *args, "--per_device_train_batch_size", "4"], nproc=2)
+    single, single_final = run_tiny(
+        ["--output_dir", str(tmp_path / "one"), *args, "--per_device_train_batch_size", "8"]
+    )
+    out = run_launch(
+        [SCRIPT, "--output_dir", str(tmp_path / "two"), *args, "--per_device_train_batch_size", "4"], nproc=2
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     double, double_final = parse(out.stdout)
     assert double.keys() == single.keys()

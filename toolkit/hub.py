@@ -44,12 +44,19 @@ def _architecture_table(config) -> str:
         return ""
     values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     skip = {"auto_map", "architectures", "id2label", "label2id", "transformers_version", "torch_dtype", "dtype"}
-    rows = [f"| `{k}` | `{json.dumps(v)}` |" for k, v in sorted(values.items()) if k not in skip and not k.startswith("_")]
+    rows = [
+        f"| `{k}` | `{json.dumps(v)}` |" for k, v in sorted(values.items()) if k not in skip and not k.startswith("_")
+    ]
     return "| setting | value |\n|---|---|\n" + "\n".join(rows)
 
 
-def write_model_card(output_dir: str, info: CardInfo, config=None, run_config: dict | None = None,
-                     metrics: list[CardMetric] | None = None) -> str:
+def write_model_card(
+    output_dir: str,
+    info: CardInfo,
+    config=None,
+    run_config: dict | None = None,
+    metrics: list[CardMetric] | None = None,
+) -> str:
     """Write `output_dir/README.md` and return its path. The card parses with `huggingface_hub.ModelCard`."""
     metrics = metrics or []
     eval_results = [
@@ -75,8 +82,12 @@ def write_model_card(output_dir: str, info: CardInfo, config=None, run_config: d
         model_name=info.title,
         eval_results=eval_results or None,
     )
-    results = "\n".join(f"| {m.dataset_name} ({m.dataset_split}) | {m.metric_name or m.metric_type} | {m.value:.4g} |" for m in metrics)
-    settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted((run_config or {}).items()) if v not in (None, "", []))
+    results = "\n".join(
+        f"| {m.dataset_name} ({m.dataset_split}) | {m.metric_name or m.metric_type} | {m.value:.4g} |" for m in metrics
+    )
+    settings = "\n".join(
+        f"| `{k}` | `{v}` |" for k, v in sorted((run_config or {}).items()) if v not in (None, "", [])
+    )
     content = f"""---
 {data.to_yaml()}
 ---
@@ -124,13 +135,18 @@ def push_folder(output_dir: str, hub_model_id: str, private: bool = False, token
     api = HfApi(token=token)
     repo = api.create_repo(hub_model_id, private=private, exist_ok=True)
     api.upload_folder(
-        repo_id=repo.repo_id, folder_path=output_dir, ignore_patterns=UPLOAD_IGNORE, commit_message="Upload with toolkit"
+        repo_id=repo.repo_id,
+        folder_path=output_dir,
+        ignore_patterns=UPLOAD_IGNORE,
+        commit_message="Upload with toolkit",
     )
     return repo.repo_id
 
 
 def add_cli(subparsers) -> None:
-    parser = subparsers.add_parser("push", help="Upload a finished run folder (weights, code, tokenizer, card) to the Hub.")
+    parser = subparsers.add_parser(
+        "push", help="Upload a finished run folder (weights, code, tokenizer, card) to the Hub."
+    )
     parser.add_argument("output_dir")
     parser.add_argument("--hub_model_id", required=True, help="e.g. user/my-model")
     parser.add_argument("--private", action="store_true")

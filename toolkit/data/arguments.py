@@ -12,9 +12,12 @@ class DataArguments:
         metadata={"help": "A Hub dataset name, or 'demo' for the embedded demo data (no download)."},
     )
     dataset_config_name: str | None = field(
-        default=None, metadata={"help": "Hub dataset configuration; for 'demo': corpus, classification, summarization."}
+        default=None,
+        metadata={"help": "Hub dataset configuration; for 'demo': corpus, classification, summarization."},
     )
-    train_file: str | None = field(default=None, metadata={"help": "Training file or folder (txt/csv/tsv/json/jsonl/parquet, .gz ok)."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training file or folder (txt/csv/tsv/json/jsonl/parquet, .gz ok)."}
+    )
     validation_file: str | None = field(default=None, metadata={"help": "Validation file or folder."})
     test_file: str | None = field(default=None, metadata={"help": "Test file or folder."})
     validation_split_percentage: int = field(

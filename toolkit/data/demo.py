@@ -29,7 +29,17 @@ SPLITS = ("train", "validation", "test")
 # Packages of the standard library used as classification labels (each has hundreds of docstrings).
 CLASSIFICATION_PACKAGES = ("asyncio", "email", "tkinter", "multiprocessing", "xml", "unittest", "importlib")
 MAX_PER_LABEL = 300
-_SKIP_DIRS = {"test", "tests", "idlelib", "turtledemo", "site-packages", "__pycache__", "lib2to3", "distutils", "ensurepip"}
+_SKIP_DIRS = {
+    "test",
+    "tests",
+    "idlelib",
+    "turtledemo",
+    "site-packages",
+    "__pycache__",
+    "lib2to3",
+    "distutils",
+    "ensurepip",
+}
 
 
 def cache_dir() -> str:
@@ -171,7 +181,9 @@ def label_counts(name: str = "classification", split: str = "train") -> Counter:
 
 
 def add_cli(subparsers) -> None:
-    parser = subparsers.add_parser("demo-data", help="Write the embedded demo datasets as jsonl and print their sizes.")
+    parser = subparsers.add_parser(
+        "demo-data", help="Write the embedded demo datasets as jsonl and print their sizes."
+    )
     parser.add_argument("--out", default=None, help="Folder to write into (default: the toolkit cache).")
 
     def run(args):

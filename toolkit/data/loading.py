@@ -20,7 +20,14 @@ from toolkit.data.demo import DEMO_NAMES, demo_data_files
 from toolkit.errors import UserError
 
 TEXT_EXTS = ("txt", "raw", "tokens", "text")
-BUILDERS = {**{e: "text" for e in TEXT_EXTS}, "csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
+BUILDERS = {
+    **{e: "text" for e in TEXT_EXTS},
+    "csv": "csv",
+    "tsv": "csv",
+    "json": "json",
+    "jsonl": "json",
+    "parquet": "parquet",
+}
 # `datasets` fingerprints module-level functions by name, not code: bump this when a cached transform changes.
 CACHE_VERSION = "2"
 GUTENBERG_START, GUTENBERG_END = "*** START OF", "*** END OF"
@@ -46,7 +53,9 @@ def expand_files(path: str, option: str) -> list[str]:
             raise UserError(f"{option} {path} is a folder with no supported files ({', '.join(sorted(BUILDERS))})")
         return files
     if file_extension(path) not in BUILDERS:
-        raise UserError(f"{option} {path}: unsupported file type; expected one of {', '.join(sorted(BUILDERS))} (.gz ok)")
+        raise UserError(
+            f"{option} {path}: unsupported file type; expected one of {', '.join(sorted(BUILDERS))} (.gz ok)"
+        )
     return [path]
 
 
@@ -63,7 +72,9 @@ def check_utf8(path: str, limit: int = 1 << 20) -> None:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
         if err.start < len(head) - 4:  # not just a multi-byte character cut at the limit
-            raise UserError(f"{path} is not UTF-8 text (invalid byte at offset {err.start}); re-encode it as UTF-8") from None
+            raise UserError(
+                f"{path} is not UTF-8 text (invalid byte at offset {err.start}); re-encode it as UTF-8"
+            ) from None
 
 
 def strip_gutenberg(text: str) -> str:
@@ -75,7 +86,10 @@ def strip_gutenberg(text: str) -> str:
     if start is None and end is None:
         return text
     body = lines[(start + 1 if start is not None else 0) : end]
-    while body and (not body[-1].strip() or body[-1].strip().lower().startswith(("end of the project gutenberg", "end of project gutenberg"))):
+    while body and (
+        not body[-1].strip()
+        or body[-1].strip().lower().startswith(("end of the project gutenberg", "end of project gutenberg"))
+    ):
         body.pop()
     return "\n".join(body)
 
@@ -113,7 +127,9 @@ def _load_split_files(files: list[str], option: str, strip: bool, streaming: boo
     except UnicodeDecodeError:
         raise UserError(f"{option}: a file in {', '.join(files)} is not UTF-8 text") from None
     except (ValueError, datasets.exceptions.DatasetGenerationError) as err:
-        raise UserError(f"{option} {', '.join(files)} could not be read as {kind}: {str(err).splitlines()[0]}") from None
+        raise UserError(
+            f"{option} {', '.join(files)} could not be read as {kind}: {str(err).splitlines()[0]}"
+        ) from None
     if kind == "text":
         dataset = dataset.map(
             _documents_to_paragraphs,
@@ -138,15 +154,15 @@ def load_raw_datasets(data_args, need_validation: bool = True, seed: int = 42) -
     if data_args.dataset_name == "demo":
         name = data_args.dataset_config_name or "corpus"
         if name not in DEMO_NAMES:
-            raise UserError(f"dataset_config_name '{name}' is not a demo dataset; expected one of {', '.join(DEMO_NAMES)}")
+            raise UserError(
+                f"dataset_config_name '{name}' is not a demo dataset; expected one of {', '.join(DEMO_NAMES)}"
+            )
         files = demo_data_files(name)
         loaded = datasets.load_dataset("json", data_files=files, streaming=streaming)
         splits.update(loaded)
     elif data_args.dataset_name:
         try:
-            loaded = datasets.load_dataset(
-                data_args.dataset_name, data_args.dataset_config_name, streaming=streaming
-            )
+            loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, streaming=streaming)
         except Exception as err:  # network / unknown dataset: name it and what failed
             raise UserError(
                 f"dataset_name {data_args.dataset_name} could not be loaded ({type(err).__name__}: "
@@ -158,7 +174,9 @@ def load_raw_datasets(data_args, need_validation: bool = True, seed: int = 42) -
     for split, option in (("train", "train_file"), ("validation", "validation_file"), ("test", "test_file")):
         path = getattr(data_args, option, None)
         if path:
-            splits[split] = _load_split_files(expand_files(path, f"--{option}"), f"--{option}", data_args.strip_gutenberg, streaming)
+            splits[split] = _load_split_files(
+                expand_files(path, f"--{option}"), f"--{option}", data_args.strip_gutenberg, streaming
+            )
     if not splits:
         raise UserError("no data given: pass --dataset_name (or 'demo') or --train_file")
     if need_validation and "validation" not in splits and "train" in splits and not streaming:

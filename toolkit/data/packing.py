@@ -59,7 +59,13 @@ def pack_into_blocks(
         batch_size=batch_size,
         num_proc=num_proc,
         remove_columns=dataset.column_names,
-        fn_kwargs={"block_size": block_size, "bos": bos_token_id, "eos": eos_token_id, "respect_documents": respect_documents, "cache_version": CACHE_VERSION},
+        fn_kwargs={
+            "block_size": block_size,
+            "bos": bos_token_id,
+            "eos": eos_token_id,
+            "respect_documents": respect_documents,
+            "cache_version": CACHE_VERSION,
+        },
         desc=f"pack into blocks of {block_size}",
     )
     return packed.map(lambda _, idx: {"example_id": idx}, with_indices=True, desc="index blocks")

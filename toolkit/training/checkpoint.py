@@ -94,7 +94,11 @@ def save_checkpoint(accelerator, output_dir: str, state: TrainState, save_total_
     accelerator.wait_for_everyone()
     # Replicated (DDP) training: rank 0 holds everything, so only rank 0 writes. Sharded (FSDP, DeepSpeed): every
     # rank writes its shard. Per-rank RNG files are not needed to resume exactly (see `training_batches`).
-    sharded = accelerator.distributed_type not in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU)
+    sharded = accelerator.distributed_type not in (
+        DistributedType.NO,
+        DistributedType.MULTI_GPU,
+        DistributedType.MULTI_CPU,
+    )
     if sharded or accelerator.is_main_process:
         accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
