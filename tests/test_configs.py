@@ -3,6 +3,7 @@
 import glob
 import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -21,6 +22,7 @@ CONFIGS = sorted(glob.glob(os.path.join(REPO, "recipes", "configs", "*", "*.yaml
 def load_recipe(name):
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", os.path.join(REPO, "recipes", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses with postponed annotations look their module up there
     spec.loader.exec_module(module)
     return module
 

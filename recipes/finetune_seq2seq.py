@@ -1,0 +1,745 @@
+"""Train an encoder-decoder for translation or summarization: the Transformer (Vaswani et al., 2017) or an RNN with
+attention (Bahdanau et al., 2015; Luong et al., 2015), optionally with a BERT-initialised encoder (Liu & Lapata, 2019).
+
+Data (one of):
+- the embedded demo data: `--dataset_name demo --dataset_config_name summarization` (docstring body -> summary line);
+- a Hub dataset: `--dataset_name wmt16 --dataset_config_name de-en --source_lang de --target_lang en` (a
+  `translation` column of {lang: text}), or `--text_column document --summary_column summary`;
+- local parallel text as fairseq users expect: `--train_file data/train --source_lang de --target_lang en` reads the
+  line-aligned `data/train.de` and `data/train.en` (`.gz` ok; the same for `--validation_file` / `--test_file`);
+  files of different lengths are an error naming both files and their line counts;
+- local jsonl/json/csv/tsv (gzip ok) with named fields: `--text_column dialogue --summary_column summary`, or the
+  columns named by `--source_lang` / `--target_lang`.
+
+Tokenizer: a joint byte-level BPE trained on source + target training text (`--vocab_size`) unless
+`--tokenizer_name` gives one. With `--init_encoder_from BERT_DIR` the encoder is copied from that BERT checkpoint
+(Hugging Face `bert` or toolkit `toolkit_bert`), the source side uses the BERT tokenizer (saved to
+`<output_dir>/source_tokenizer`) and a BPE is trained on the target side only.
+
+Training: pairs longer than `--max_source_length` / `--max_target_length` tokens are truncated (or dropped with
+`--drop_long_pairs`); `--max_tokens N` builds batches by token count from length-sorted buckets (fairseq-style;
+otherwise `--per_device_train_batch_size` sentences); label smoothing (`--label_smoothing`); `--lr_scheduler_type
+inverse_sqrt` (Vaswani et al.) or `linear`; `--average_last_checkpoints K` averages the weights of the last K
+checkpoints at the end (Vaswani et al. averaged the last 5/20).
+
+Evaluation: validation loss and generation metrics every `--eval_steps` (greedy, `--eval_num_beams`), then the
+final model generates for validation and test with `--num_beams` / `--length_penalty`: sacreBLEU + chrF for
+translation, ROUGE-1/2/L/Lsum for summarization (offline metric modules of `toolkit.evaluation`). Outputs in
+`--output_dir`: model + code + tokenizer(s), `{validation,test}_predictions.jsonl`, `all_results.json`, `README.md`
+(model card with the results); `--push_to_hub` uploads the folder.
+
+    # demo data (docstring -> summary line), small Transformer, CPU, a few minutes
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/finetune_seq2seq.py \
+        --config recipes/configs/summarization/quickstart.yaml
+    # Multi30k de->en, small Transformer / RNN with additive attention
+    accelerate launch recipes/finetune_seq2seq.py --config recipes/configs/translation/multi30k_transformer_small.yaml
+    accelerate launch recipes/finetune_seq2seq.py --config recipes/configs/translation/multi30k_rnn_additive.yaml
+    # DialogSum with a BERT-initialised encoder
+    accelerate launch recipes/finetune_seq2seq.py --config recipes/configs/summarization/dialogsum_bert2transformer.yaml
+    # WMT-sized Transformer base on 8 GPUs, bf16
+    accelerate launch --multi_gpu --num_processes 8 --mixed_precision bf16 recipes/finetune_seq2seq.py \
+        --config recipes/configs/translation/wmt_transformer_base.yaml
+"""
+
+import glob
+import gzip
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import toolkit  # noqa: E402,F401  (registers the model families with the Auto classes)
+from toolkit import config as toolkit_config  # noqa: E402
+from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets, train_bpe  # noqa: E402
+from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
+from toolkit.evaluation import summarization_scores, translation_scores  # noqa: E402
+from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # noqa: E402
+from toolkit.training import (  # noqa: E402
+    TrainingArguments,
+    TrainState,
+    check_output_dir,
+    create_optimizer,
+    create_scheduler,
+    list_checkpoints,
+    load_checkpoint,
+    make_accelerator,
+    resolve_checkpoint,
+    save_checkpoint,
+    total_training_steps,
+    training_batches,
+)
+from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded, write_json  # noqa: E402
+
+TASKS = ("translation", "summarization")
+
+
+@dataclass
+class Seq2SeqModelArguments:
+    model_type: str = field(default="transformer", metadata={"help": "transformer or rnn."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Continue from a saved toolkit seq2seq model folder (default: from scratch)."}
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer folder to use (default: train a joint BPE on the training data)."}
+    )
+    vocab_size: int = field(default=8000, metadata={"help": "Size of the BPE vocabulary trained when none is given."})
+    init_encoder_from: str | None = field(
+        default=None, metadata={"help": "BERT checkpoint folder whose weights initialise the Transformer encoder."}
+    )
+    d_model: int = field(default=256, metadata={"help": "Transformer: layer width."})
+    encoder_layers: int = field(default=3, metadata={"help": "Encoder layers (Transformer and RNN)."})
+    decoder_layers: int = field(default=3, metadata={"help": "Decoder layers (Transformer and RNN)."})
+    attention_heads: int = field(default=4, metadata={"help": "Transformer: heads per attention layer."})
+    ffn_dim: int = field(default=1024, metadata={"help": "Transformer: inner size of the feed-forward network."})
+    normalize_before: bool = field(default=False, metadata={"help": "Transformer: pre-LN instead of post-LN."})
+    position_embedding_type: str = field(default="sinusoidal", metadata={"help": "Transformer: sinusoidal|learned."})
+    share_embeddings: bool = field(
+        default=True, metadata={"help": "Transformer: one embedding matrix for source, target and output."}
+    )
+    dropout: float = field(default=0.1, metadata={"help": "Dropout probability."})
+    attention_dropout: float = field(default=0.0, metadata={"help": "Transformer: dropout on attention weights."})
+    label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing of the loss."})
+    attention_type: str = field(default="additive", metadata={"help": "RNN: dot, bilinear or additive."})
+    cell_type: str = field(default="gru", metadata={"help": "RNN: gru or lstm."})
+    embedding_size: int = field(default=256, metadata={"help": "RNN: token embedding size."})
+    encoder_hidden_size: int = field(default=256, metadata={"help": "RNN: encoder state size per direction."})
+    hidden_size: int = field(default=512, metadata={"help": "RNN: decoder state size."})
+    input_feeding: bool = field(default=True, metadata={"help": "RNN: feed the attentional vector back in."})
+
+    def __post_init__(self):
+        if self.model_type not in ("transformer", "rnn"):
+            raise ValueError(f"model_type '{self.model_type}' is not one of transformer, rnn")
+        if self.attention_type not in ("dot", "bilinear", "additive"):
+            raise ValueError(f"attention_type '{self.attention_type}' is not one of dot, bilinear, additive")
+        if self.init_encoder_from and self.model_type != "transformer":
+            raise ValueError("init_encoder_from (BERT warm start) needs model_type transformer")
+
+
+@dataclass
+class Seq2SeqDataArguments:
+    task: str | None = field(
+        default=None, metadata={"help": "translation or summarization (default: from --summary_column / langs)."}
+    )
+    source_lang: str | None = field(default=None, metadata={"help": "Source language code, e.g. de."})
+    target_lang: str | None = field(default=None, metadata={"help": "Target language code, e.g. en."})
+    summary_column: str | None = field(default=None, metadata={"help": "Column holding the target summary."})
+    max_source_length: int = field(default=128, metadata={"help": "Source tokens kept (longer: truncated)."})
+    max_target_length: int = field(default=128, metadata={"help": "Target tokens kept (longer: truncated)."})
+    drop_long_pairs: bool = field(
+        default=False, metadata={"help": "Drop training pairs over the length limits instead of truncating them."}
+    )
+    max_tokens: int | None = field(
+        default=None, metadata={"help": "Batch by token count (source or target, padded) instead of sentences."}
+    )
+    eval_num_beams: int = field(default=1, metadata={"help": "Beam size of the generation during training."})
+    num_beams: int = field(default=4, metadata={"help": "Beam size of the final generation."})
+    length_penalty: float = field(default=1.0, metadata={"help": "Beam search length penalty (exponent)."})
+    no_repeat_ngram_size: int = field(default=0, metadata={"help": "Forbid repeating n-grams of this size."})
+    max_new_tokens: int = field(default=128, metadata={"help": "Generation length limit."})
+    average_last_checkpoints: int = field(
+        default=0, metadata={"help": "Average the weights of the last K checkpoints for the final model (0: off)."}
+    )
+    final_eval_splits: str = field(
+        default="validation,test", metadata={"help": "Splits the final model generates for and is scored on."}
+    )
+
+    def __post_init__(self):
+        if self.task is not None and self.task not in TASKS:
+            raise ValueError(f"task '{self.task}' is not one of {', '.join(TASKS)}")
+        unknown = set(self.final_eval_splits.split(",")) - {"", "validation", "test"}
+        if unknown:
+            raise ValueError(f"final_eval_splits: unknown split(s) {', '.join(sorted(unknown))}")
+
+
+def parse_args(argv: list[str] | None = None):
+    return toolkit_config.parse_args(
+        Seq2SeqModelArguments, Seq2SeqDataArguments, DataArguments, TrainingArguments, args=argv
+    )
+
+
+# --- data ------------------------------------------------------------------------------------------------------------
+
+
+def _read_lines(path: str) -> list[str]:
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            return [line.rstrip("\r\n") for line in f]
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+
+
+def _parallel_file(prefix: str, lang: str) -> str | None:
+    for path in (f"{prefix}.{lang}", f"{prefix}.{lang}.gz"):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def read_parallel(prefix: str, source_lang: str, target_lang: str, option: str) -> list[tuple[str, str]]:
+    """`prefix.src` and `prefix.tgt`, line-aligned, as (source, target) pairs."""
+    files = [_parallel_file(prefix, source_lang), _parallel_file(prefix, target_lang)]
+    for path, lang in zip(files, (source_lang, target_lang)):
+        if path is None:
+            raise UserError(f"{option} {prefix}: parallel file {prefix}.{lang} does not exist")
+    sources, targets = _read_lines(files[0]), _read_lines(files[1])
+    if len(sources) != len(targets):
+        raise UserError(
+            f"{option} {prefix}: {files[0]} has {len(sources)} lines but {files[1]} has {len(targets)} lines; "
+            "parallel files must be line-aligned"
+        )
+    return list(zip(sources, targets))
+
+
+def is_parallel_prefix(path: str | None, source_lang: str | None, target_lang: str | None) -> bool:
+    return bool(path and source_lang and target_lang and not os.path.exists(path)) and (
+        _parallel_file(path, source_lang) is not None or _parallel_file(path, target_lang) is not None
+    )
+
+
+def infer_task(seq_args: Seq2SeqDataArguments, data_args: DataArguments) -> str:
+    if seq_args.task:
+        return seq_args.task
+    if seq_args.summary_column or data_args.dataset_config_name == "summarization":
+        return "summarization"
+    if seq_args.source_lang and seq_args.target_lang:
+        return "translation"
+    raise UserError("cannot tell the task: pass --task, --summary_column, or --source_lang and --target_lang")
+
+
+def _pairs_from_dataset(dataset, seq_args, data_args, where: str) -> list[tuple[str, str]]:
+    columns = dataset.column_names or []
+    if "translation" in columns and seq_args.source_lang and seq_args.target_lang:  # Hub translation datasets
+        rows = dataset["translation"]
+        return [(r[seq_args.source_lang], r[seq_args.target_lang]) for r in rows]
+    if seq_args.summary_column:
+        source_column, target_column = data_args.text_column, seq_args.summary_column
+    elif data_args.dataset_name == "demo":
+        source_column, target_column = "document", "summary"
+    else:
+        source_column, target_column = seq_args.source_lang, seq_args.target_lang
+    if target_column not in columns and f"{target_column}1" in columns:  # several references (DialogSum test)
+        print(f"{where}: no '{target_column}' column, scoring against the first reference '{target_column}1'")
+        target_column = f"{target_column}1"
+    check_columns(dataset, [source_column, target_column], where)
+    return list(zip(dataset[source_column], dataset[target_column]))
+
+
+def load_pairs(seq_args: Seq2SeqDataArguments, data_args: DataArguments, seed: int) -> dict[str, list]:
+    """{"train", "validation", "test"?: [(source, target), ...]} from any of the supported inputs."""
+    options = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
+    given = {split: path for split, path in options.items() if path}
+    parallel = {s: p for s, p in given.items() if is_parallel_prefix(p, seq_args.source_lang, seq_args.target_lang)}
+    if parallel:
+        if len(parallel) != len(given):
+            raise UserError("mix of parallel-text prefixes and other files: give every split in the same format")
+        pairs = {
+            s: read_parallel(p, seq_args.source_lang, seq_args.target_lang, f"--{s}_file") for s, p in given.items()
+        }
+        if "train" not in pairs:
+            raise UserError("no training data: pass --train_file")
+        if "validation" not in pairs:  # hold out a seeded slice of train
+            order = list(range(len(pairs["train"])))
+            random.Random(seed).shuffle(order)
+            n = max(1, len(order) * data_args.validation_split_percentage // 100)
+            held = set(order[:n])
+            pairs["validation"] = [p for i, p in enumerate(pairs["train"]) if i in held]
+            pairs["train"] = [p for i, p in enumerate(pairs["train"]) if i not in held]
+        if data_args.max_train_samples:
+            pairs["train"] = pairs["train"][: data_args.max_train_samples]
+        for split in ("validation", "test"):
+            if data_args.max_eval_samples and split in pairs:
+                pairs[split] = pairs[split][: data_args.max_eval_samples]
+    else:
+        raw = load_raw_datasets(data_args, need_validation=True, seed=seed)
+        if "train" not in raw:
+            raise UserError("no training data: pass --train_file or --dataset_name")
+        pairs = {s: _pairs_from_dataset(raw[s], seq_args, data_args, f"the {s} data") for s in raw}
+    return {s: [(src or "", tgt or "") for src, tgt in p] for s, p in pairs.items()}
+
+
+def encode_pairs(pairs, source_tokenizer, target_tokenizer, seq_args, drop_long: bool) -> list[dict]:
+    """Token ids per pair: {"input_ids", "labels", "index"}; over-long pairs truncated (or dropped)."""
+    sources = source_tokenizer([s for s, _ in pairs], add_special_tokens=True)["input_ids"]
+    targets = target_tokenizer(text_target=[t for _, t in pairs], add_special_tokens=True)["input_ids"]
+    items = []
+    for i, (src, tgt) in enumerate(zip(sources, targets)):
+        if len(src) <= 1 or len(tgt) <= 1:  # empty side: only the end-of-sequence token
+            continue
+        too_long = len(src) > seq_args.max_source_length or len(tgt) > seq_args.max_target_length
+        if too_long and drop_long:
+            continue
+        src = src[: seq_args.max_source_length - 1] + src[-1:] if len(src) > seq_args.max_source_length else src
+        tgt = tgt[: seq_args.max_target_length - 1] + tgt[-1:] if len(tgt) > seq_args.max_target_length else tgt
+        items.append({"input_ids": src, "labels": tgt, "index": i})
+    return items
+
+
+class Examples(torch.utils.data.Dataset):
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+class _Epoch:
+    """Holds the epoch; accelerate calls `set_epoch` on a batch sampler's `sampler`, sharded or not."""
+
+    def __init__(self):
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+
+class TokenBatchSampler(torch.utils.data.Sampler):
+    """Batches of at most `max_tokens` padded tokens (fairseq's `--max-tokens`).
+
+    Examples are sorted by length, so each batch holds similar lengths (little padding); the batches are made once
+    (fixed composition, so the epoch length never changes) and their order is shuffled with (seed, epoch).
+    """
+
+    def __init__(self, lengths: list[int], max_tokens: int, seed: int):
+        order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+        self.batches, batch, longest = [], [], 0
+        for i in order:
+            longest_if_added = max(longest, lengths[i])
+            if batch and longest_if_added * (len(batch) + 1) > max_tokens:
+                self.batches.append(batch)
+                batch, longest_if_added = [], lengths[i]
+            batch.append(i)
+            longest = longest_if_added
+        if batch:
+            self.batches.append(batch)
+        self.seed = seed
+        self.sampler = _Epoch()
+
+    def set_epoch(self, epoch: int):
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        order = list(range(len(self.batches)))
+        random.Random(self.seed * 100003 + self.sampler.epoch).shuffle(order)
+        for b in order:
+            yield self.batches[b]
+
+
+def seq2seq_collator(pad_token_id: int, encoder_pad_token_id: int):
+    """Right-pad sources with the encoder's pad id and labels with -100 (ignored by the loss)."""
+
+    def collate(items):
+        batch_size = len(items)
+        source_len = max(len(it["input_ids"]) for it in items)
+        target_len = max(len(it["labels"]) for it in items)
+        input_ids = torch.full((batch_size, source_len), encoder_pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((batch_size, source_len), dtype=torch.long)
+        labels = torch.full((batch_size, target_len), -100, dtype=torch.long)
+        for row, it in enumerate(items):
+            input_ids[row, : len(it["input_ids"])] = torch.tensor(it["input_ids"])
+            attention_mask[row, : len(it["input_ids"])] = 1
+            labels[row, : len(it["labels"])] = torch.tensor(it["labels"])
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "index": torch.tensor([it["index"] for it in items]),
+        }
+
+    return collate
+
+
+# --- model -----------------------------------------------------------------------------------------------------------
+
+
+def build_tokenizers(model_args, pairs, output_dir, accelerator):
+    """(source tokenizer, target tokenizer); trained ones are saved under output_dir and reused on resume."""
+    from transformers import AutoTokenizer
+
+    if model_args.tokenizer_name or model_args.model_name_or_path:
+        target = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
+        source_dir = os.path.join(model_args.model_name_or_path or "", "source_tokenizer")
+        source = AutoTokenizer.from_pretrained(source_dir) if os.path.isdir(source_dir) else target
+        return source, target
+    tokenizer_dir = os.path.join(output_dir, "bpe_tokenizer")
+    if accelerator.is_main_process and not os.path.isfile(os.path.join(tokenizer_dir, "tokenizer.json")):
+        if model_args.init_encoder_from:  # the source side keeps BERT's WordPiece
+            texts = batch_iterator([{"t": t} for _, t in pairs], "t")
+        else:
+            texts = batch_iterator([{"s": s, "t": t} for s, t in pairs], ["s", "t"])
+        train_bpe(texts, vocab_size=model_args.vocab_size).save_pretrained(tokenizer_dir)
+    accelerator.wait_for_everyone()
+    target = AutoTokenizer.from_pretrained(tokenizer_dir)
+    source = AutoTokenizer.from_pretrained(model_args.init_encoder_from) if model_args.init_encoder_from else target
+    return source, target
+
+
+def build_model(model_args, source_tokenizer, target_tokenizer, accelerator):
+    from transformers import AutoModelForSeq2SeqLM
+
+    from toolkit.models.rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+    from toolkit.models.transformer import TransformerSeq2SeqConfig, TransformerSeq2SeqForConditionalGeneration
+
+    if model_args.model_name_or_path:
+        return AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path)
+    specials = dict(
+        pad_token_id=target_tokenizer.pad_token_id,
+        bos_token_id=target_tokenizer.bos_token_id,
+        eos_token_id=target_tokenizer.eos_token_id,
+        decoder_start_token_id=target_tokenizer.bos_token_id,
+    )
+    if model_args.model_type == "rnn":
+        config = RNNSeq2SeqConfig(
+            vocab_size=len(target_tokenizer),
+            encoder_vocab_size=len(source_tokenizer) if source_tokenizer is not target_tokenizer else None,
+            embedding_size=model_args.embedding_size,
+            encoder_hidden_size=model_args.encoder_hidden_size,
+            hidden_size=model_args.hidden_size,
+            encoder_layers=model_args.encoder_layers,
+            decoder_layers=model_args.decoder_layers,
+            cell_type=model_args.cell_type,
+            attention_type=model_args.attention_type,
+            input_feeding=model_args.input_feeding,
+            dropout=model_args.dropout,
+            label_smoothing=model_args.label_smoothing,
+            **specials,
+        )
+        return RNNSeq2SeqForConditionalGeneration(config)
+    common = dict(
+        vocab_size=len(target_tokenizer),
+        d_model=model_args.d_model,
+        encoder_layers=model_args.encoder_layers,
+        decoder_layers=model_args.decoder_layers,
+        encoder_attention_heads=model_args.attention_heads,
+        decoder_attention_heads=model_args.attention_heads,
+        encoder_ffn_dim=model_args.ffn_dim,
+        decoder_ffn_dim=model_args.ffn_dim,
+        normalize_before=model_args.normalize_before,
+        position_embedding_type=model_args.position_embedding_type,
+        dropout=model_args.dropout,
+        attention_dropout=model_args.attention_dropout,
+        label_smoothing=model_args.label_smoothing,
+        share_embeddings=model_args.share_embeddings,
+        tie_word_embeddings=True,
+        **specials,
+    )
+    if not model_args.init_encoder_from:
+        return TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqConfig(**common))
+
+    from toolkit.models.transformer.warm_start import load_bert_encoder, warm_start_encoder
+
+    path = model_args.init_encoder_from
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise UserError(f"init_encoder_from {path} is not a checkpoint folder (no config.json)")
+    try:
+        encoder_state, encoder_kwargs = load_bert_encoder(path)
+    except (ValueError, KeyError) as err:
+        raise UserError(f"init_encoder_from {path}: {err}") from None
+    common.update(encoder_kwargs)  # encoder = BERT's shape; decoder width = BERT's hidden size
+    common["encoder_pad_token_id"] = source_tokenizer.pad_token_id
+    model = TransformerSeq2SeqForConditionalGeneration(TransformerSeq2SeqConfig(**common))
+    warm_start_encoder(model, encoder_state)
+    accelerator.print(f"encoder initialised from {model_args.init_encoder_from}")
+    return model
+
+
+def average_checkpoints(paths: list[str]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the model weights saved in `paths` (accelerate checkpoints)."""
+    from safetensors.torch import load_file
+
+    total = None
+    for path in paths:
+        files = sorted(glob.glob(os.path.join(path, "model*.safetensors")))
+        if not files:
+            raise UserError(f"checkpoint {path} holds no model*.safetensors to average")
+        weights = load_file(files[0])
+        if total is None:
+            total = {k: v.double().clone() for k, v in weights.items()}
+        else:
+            for k, v in weights.items():
+                total[k] += v.double()
+    return {k: (v / len(paths)).float() for k, v in total.items()}
+
+
+# --- evaluation ------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate_predictions(model, source_tokenizer, target_tokenizer, sources, accelerator, seq_args, batch_size,
+                         num_beams: int) -> list[str]:  # fmt: skip
+    """Generate for every source (data-parallel, length-sorted batches); texts in source order."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    items = [{"text": sources[i], "index": i} for i in order]
+
+    def collate(batch_items):
+        encoded = source_tokenizer(
+            [it["text"] for it in batch_items], padding=True, truncation=True,
+            max_length=seq_args.max_source_length, return_tensors="pt",
+        )  # fmt: skip
+        return {
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            "index": torch.tensor([it["index"] for it in batch_items]),
+        }
+
+    loader = accelerator.prepare(DataLoader(Examples(items), batch_size=batch_size, collate_fn=collate))
+    unwrapped = accelerator.unwrap_model(model)
+    was_training = unwrapped.training
+    unwrapped.eval()
+    pad = target_tokenizer.pad_token_id
+    outputs: dict[int, str] = {}
+    for batch in loader:
+        index = batch.pop("index")
+        generated = unwrapped.generate(
+            **batch,
+            num_beams=num_beams,
+            length_penalty=seq_args.length_penalty,
+            no_repeat_ngram_size=seq_args.no_repeat_ngram_size,
+            max_new_tokens=seq_args.max_new_tokens,
+            do_sample=False,
+        )
+        generated = accelerator.pad_across_processes(generated, dim=1, pad_index=pad)
+        index, generated = accelerator.gather_for_metrics((index, generated))
+        for i, text in zip(index.tolist(), target_tokenizer.batch_decode(generated, skip_special_tokens=True)):
+            outputs[i] = text.strip()
+    unwrapped.train(was_training)
+    return [outputs[i] for i in range(len(sources))]
+
+
+@torch.no_grad()
+def validation_loss(model, loader, accelerator) -> float:
+    model.eval()
+    total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
+    for batch in loader:
+        batch.pop("index")
+        loss = model(**batch).loss
+        n = (batch["labels"] != -100).sum()
+        total += loss.detach().float() * n
+        count += n
+    model.train()
+    total, count = accelerator.reduce(total, reduction="sum"), accelerator.reduce(count, reduction="sum")
+    return (total / count.clamp(min=1)).item()
+
+
+def task_metrics(task: str, predictions: list[str], references: list[str]) -> dict[str, float]:
+    if task == "translation":
+        return translation_scores(predictions, references)
+    return summarization_scores(predictions, references)
+
+
+# --- main ------------------------------------------------------------------------------------------------------------
+
+
+@exit_on_user_error
+def main(
+    model_args: Seq2SeqModelArguments,
+    seq_args: Seq2SeqDataArguments,
+    data_args: DataArguments,
+    train_args: TrainingArguments,
+) -> dict:
+    start = time.perf_counter()
+    accelerator = make_accelerator(train_args)
+    resume = resolve_checkpoint(train_args.output_dir, train_args.resume_from_checkpoint)
+    check_output_dir(train_args.output_dir, resume, train_args.overwrite_output_dir)
+    output_dir = train_args.output_dir
+    os.makedirs(output_dir, exist_ok=True)
+    run_config = toolkit_config.to_dict(model_args, seq_args, data_args, train_args)
+
+    # --- data ---
+    task = infer_task(seq_args, data_args)
+    pairs = load_pairs(seq_args, data_args, seed=train_args.seed)
+    source_tokenizer, target_tokenizer = build_tokenizers(model_args, pairs["train"], output_dir, accelerator)
+    encoded = {
+        split: encode_pairs(p, source_tokenizer, target_tokenizer, seq_args, drop_long=seq_args.drop_long_pairs and split == "train")
+        for split, p in pairs.items()
+    }  # fmt: skip
+    if not encoded["train"]:
+        raise UserError("no training pairs left after tokenization and length filtering")
+    accelerator.print(
+        f"{task}: " + ", ".join(f"{s} {len(encoded[s])} pairs" for s in encoded) + f"; vocab {len(target_tokenizer)}"
+    )
+    collate = seq2seq_collator(target_tokenizer.pad_token_id, source_tokenizer.pad_token_id)
+    if seq_args.max_tokens:
+        lengths = [max(len(it["input_ids"]), len(it["labels"])) for it in encoded["train"]]
+        sampler = TokenBatchSampler(lengths, seq_args.max_tokens, seed=train_args.seed)
+        train_loader = DataLoader(Examples(encoded["train"]), batch_sampler=sampler, collate_fn=collate)
+    else:
+        train_loader = DataLoader(
+            Examples(encoded["train"]), batch_size=train_args.per_device_train_batch_size, shuffle=True,
+            collate_fn=collate, num_workers=train_args.dataloader_num_workers,
+        )  # fmt: skip
+    eval_loader = DataLoader(
+        Examples(encoded["validation"]), batch_size=train_args.per_device_eval_batch_size, collate_fn=collate
+    )
+
+    # --- model ---
+    model = build_model(model_args, source_tokenizer, target_tokenizer, accelerator)
+    n_params = sum(p.numel() for p in model.parameters())
+    accelerator.print(f"{type(model).__name__}: {n_params / 1e6:.2f}M parameters")
+
+    # --- optimizer and schedule ---
+    model = model.to(accelerator.device)
+    optimizer = create_optimizer(model, train_args)
+    total_steps, num_epochs = total_training_steps(train_args, len(train_loader) // accelerator.num_processes)
+    scheduler = create_scheduler(optimizer, train_args, total_steps)
+
+    # --- prepare ---
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+    accelerator.register_for_checkpointing(scheduler)
+    state = load_checkpoint(accelerator, resume) if resume else TrainState()
+    if accelerator.is_main_process:
+        accelerator.init_trackers("finetune_seq2seq", config=run_config)
+    progress = ProgressLogger(accelerator, total_steps, state, train_args.logging_steps)
+    validation_sources = [s for s, _ in pairs["validation"]]
+    validation_references = [t for _, t in pairs["validation"]]
+
+    def run_validation() -> dict:
+        metrics = {"eval_loss": round(validation_loss(model, eval_loader, accelerator), 4)}
+        predictions = generate_predictions(
+            model, source_tokenizer, target_tokenizer, validation_sources, accelerator, seq_args,
+            train_args.per_device_eval_batch_size, num_beams=seq_args.eval_num_beams,
+        )  # fmt: skip
+        scores = task_metrics(task, predictions, validation_references)
+        metrics.update({f"eval_{k}": round(v, 2) for k, v in scores.items()})
+        progress.record(metrics)
+        return metrics
+
+    # --- training loop ---
+    model.train()
+    for batch in training_batches(accelerator, train_loader, state, num_epochs):
+        batch.pop("index")
+        with accelerator.accumulate(model):
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and train_args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), train_args.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        progress.update(loss, n_tokens=(batch["labels"] != -100).sum())
+        if accelerator.sync_gradients:
+            scheduler.step()
+            state.global_step += 1
+            progress.step(scheduler.get_last_lr()[0])
+            if train_args.eval_steps and state.global_step % train_args.eval_steps == 0:
+                run_validation()
+            if train_args.save_steps and state.global_step % train_args.save_steps == 0:
+                save_checkpoint(accelerator, output_dir, state, train_args.save_total_limit)
+            if state.global_step >= total_steps or time_budget_exceeded(
+                accelerator, start, train_args.max_time_minutes
+            ):
+                break
+    progress.close()
+    accelerator.print(progress.throughput_line())
+    train_seconds = time.perf_counter() - start
+
+    # --- checkpoint averaging ---
+    averaged = 0
+    if seq_args.average_last_checkpoints > 1:
+        checkpoints = list_checkpoints(output_dir)
+        if not checkpoints or not checkpoints[-1].endswith(f"step-{state.global_step:08d}"):
+            save_checkpoint(accelerator, output_dir, state, None)  # the final weights take part
+            checkpoints = list_checkpoints(output_dir)
+        chosen = checkpoints[-seq_args.average_last_checkpoints :]
+        accelerator.wait_for_everyone()
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.load_state_dict(average_checkpoints(chosen), strict=False)
+        unwrapped.tie_weights()
+        averaged = len(chosen)
+        accelerator.print(
+            f"averaged the weights of {averaged} checkpoints: {', '.join(map(os.path.basename, chosen))}"
+        )
+
+    # --- final evaluation with beam search, save ---
+    results = {
+        "task": task,
+        "model_type": model_args.model_type,
+        "train_runtime_seconds": round(train_seconds, 1),
+        "global_step": state.global_step,
+        "parameters": n_params,
+        "averaged_checkpoints": averaged,
+        "final_train_loss": progress.last_loss,
+    }
+    results["validation_loss"] = round(validation_loss(model, eval_loader, accelerator), 4)
+    predictions = {}
+    for split in ("validation", "test"):
+        if split not in pairs or split not in seq_args.final_eval_splits.split(","):
+            continue
+        sources, references = [s for s, _ in pairs[split]], [t for _, t in pairs[split]]
+        predictions[split] = generate_predictions(
+            model, source_tokenizer, target_tokenizer, sources, accelerator, seq_args,
+            train_args.per_device_eval_batch_size, num_beams=seq_args.num_beams,
+        )  # fmt: skip
+        scores = task_metrics(task, predictions[split], references)
+        results.update({f"{split}_{k}": round(v, 2) for k, v in scores.items()})
+        results[f"{split}_samples"] = len(sources)
+    model.eval()
+    unwrapped = save_final_model(accelerator, model, target_tokenizer, output_dir, run_config, results)
+    if accelerator.is_main_process:
+        unwrapped.generation_config.update(
+            num_beams=seq_args.num_beams, length_penalty=seq_args.length_penalty,
+            no_repeat_ngram_size=seq_args.no_repeat_ngram_size, max_new_tokens=seq_args.max_new_tokens,
+        )  # fmt: skip
+        unwrapped.generation_config.save_pretrained(output_dir)
+        if source_tokenizer is not target_tokenizer:
+            source_tokenizer.save_pretrained(os.path.join(output_dir, "source_tokenizer"))
+        for split, texts in predictions.items():
+            with open(os.path.join(output_dir, f"{split}_predictions.jsonl"), "w", encoding="utf-8") as f:
+                for (source, reference), prediction in zip(pairs[split], texts):
+                    f.write(json.dumps({"source": source, "prediction": prediction, "reference": reference}) + "\n")
+        dataset_name = (
+            data_args.dataset_name or os.path.basename(os.path.dirname(data_args.train_file or "")) or "data"
+        )
+        metric_names = ("bleu", "chrf") if task == "translation" else ("rouge1", "rouge2", "rougeL", "rougeLsum")
+        card_metrics = [
+            CardMetric(task, name, results[f"{split}_{name}"], dataset_name, split)
+            for split in ("validation", "test")
+            for name in metric_names
+            if f"{split}_{name}" in results
+        ]
+        what = (
+            f"Transformer ({model_args.encoder_layers}+{model_args.decoder_layers} layers, d_model {unwrapped.config.d_model})"
+            if model_args.model_type == "transformer"
+            else f"RNN encoder-decoder ({model_args.cell_type}, {model_args.attention_type} attention)"
+        )
+        if model_args.init_encoder_from:
+            what += f" with the encoder initialised from `{model_args.init_encoder_from}`"
+        languages = [seq_args.source_lang, seq_args.target_lang] if task == "translation" else "en"
+        write_model_card(
+            output_dir,
+            CardInfo(
+                title=os.path.basename(os.path.abspath(output_dir)),
+                summary=f"{task.capitalize()} model: {what}, trained with `recipes/finetune_seq2seq.py`.",
+                datasets=[data_args.dataset_name]
+                if data_args.dataset_name and data_args.dataset_name != "demo"
+                else [],
+                tags=[task, "seq2seq", model_args.model_type],
+                pipeline_tag="translation" if task == "translation" else "summarization",
+                language=languages,
+            ),
+            config=unwrapped.config,
+            run_config=run_config,
+            metrics=card_metrics,
+        )
+        write_json(os.path.join(output_dir, "all_results.json"), results)
+        accelerator.print(json.dumps(results, indent=2))
+        if train_args.push_to_hub:
+            push_folder(output_dir, train_args.hub_model_id, train_args.hub_private)
+    accelerator.end_training()
+    return results
+
+
+if __name__ == "__main__":
+    main(*parse_args())

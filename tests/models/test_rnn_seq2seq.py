@@ -1,0 +1,278 @@
+"""Tests of the RNN encoder-decoder with attention (toolkit/models/rnn_seq2seq)."""
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoModelForSeq2SeqLM
+
+from toolkit.models import rnn_seq2seq as family
+from toolkit.models.rnn_seq2seq import (
+    AdditiveAttention,
+    BilinearAttention,
+    DotAttention,
+    RNNSeq2SeqConfig,
+    RNNSeq2SeqForConditionalGeneration,
+)
+from toolkit.models.rnn_seq2seq.modeling_rnn_seq2seq import CACHE_NAME
+
+PAD, BOS, EOS = 0, 1, 2
+VARIANTS = [
+    {"attention_type": "dot", "cell_type": "gru"},
+    {"attention_type": "bilinear", "cell_type": "lstm"},
+    {"attention_type": "additive", "cell_type": "gru"},
+    {"attention_type": "additive", "cell_type": "lstm", "input_feeding": False, "decoder_layers": 2},
+]
+VARIANT_IDS = ["dot-gru", "bilinear-lstm", "additive-gru", "additive-lstm-nofeed-2layers"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _register_and_one_thread():
+    family.register()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: extra threads only contend with each other
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**overrides) -> RNNSeq2SeqConfig:
+    kwargs = dict(vocab_size=99, embedding_size=24, encoder_hidden_size=16, hidden_size=32, dropout=0.0)
+    kwargs.update(overrides)
+    return RNNSeq2SeqConfig(**kwargs)
+
+
+def batch(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(3, 99, (3, 7), generator=g)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 5:] = 0
+    attention_mask[2, 3:] = 0
+    input_ids = input_ids.masked_fill(attention_mask == 0, PAD)
+    labels = torch.randint(3, 99, (3, 6), generator=g)
+    return input_ids, attention_mask, labels
+
+
+SOURCES = torch.tensor([[5, 17, 23, 42, 8], [61, 9, 33, 70, 12], [44, 90, 15, 27, 53], [31, 6, 88, 19, 74]])
+TARGETS = torch.cat([SOURCES.flip(1), torch.full((4, 1), EOS)], dim=1)  # reversed source + </s>
+
+
+def train(model, steps: int = 100, lr: float = 5e-2) -> list[float]:
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss = model(input_ids=SOURCES, attention_mask=torch.ones_like(SOURCES), labels=TARGETS).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=VARIANT_IDS)
+def trained(request):
+    torch.manual_seed(0)
+    model = RNNSeq2SeqForConditionalGeneration(tiny_config(**request.param))
+    losses = train(model)
+    return model.eval(), losses
+
+
+# --- attention scoring functions against hand computation --------------------------------------------------------
+
+
+def _hand_softmax(scores, valid):
+    exp = [math.exp(s) if ok else 0.0 for s, ok in zip(scores, valid)]
+    return [e / sum(exp) for e in exp]
+
+
+@pytest.mark.parametrize("kind", ["dot", "bilinear", "additive"])
+def test_attention_scores_and_weights_match_hand_computation(kind):
+    torch.manual_seed(0)
+    H, M, A, S = 3, 3 if kind == "dot" else 2, 4, 4
+    s = torch.randn(1, 1, H)  # one decoder state
+    h = torch.randn(1, S, M)  # four encoder states, the last one padding
+    mask = torch.tensor([[1, 1, 1, 0]])
+    if kind == "dot":
+        module = DotAttention()
+        expected = [sum(s[0, 0, a] * h[0, j, a] for a in range(H)).item() for j in range(S)]
+    elif kind == "bilinear":
+        module = BilinearAttention(H, M)
+        W = module.W.weight  # (H, M)
+        expected = [
+            sum(s[0, 0, a] * W[a, b] * h[0, j, b] for a in range(H) for b in range(M)).item() for j in range(S)
+        ]
+    else:
+        module = AdditiveAttention(H, M, A)
+        W1, W2, v = module.W1.weight, module.W2.weight, module.v.weight[0]  # (A, H), (A, M), (A,)
+        expected = []
+        for j in range(S):
+            total = 0.0
+            for k in range(A):
+                pre = sum(W1[k, a] * s[0, 0, a] for a in range(H)) + sum(W2[k, b] * h[0, j, b] for b in range(M))
+                total += v[k].item() * math.tanh(pre.item())
+            expected.append(total)
+    with torch.no_grad():
+        scores, weights = module(s, h, mask)
+    assert scores.shape == weights.shape == (1, 1, S)
+    torch.testing.assert_close(scores[0, 0], torch.tensor(expected), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(weights[0, 0], torch.tensor(_hand_softmax(expected, [1, 1, 1, 0])))
+    assert weights[0, 0, 3].item() == 0.0
+
+
+def test_config_rejects_dot_with_mismatched_sizes():
+    with pytest.raises(ValueError, match="dot attention"):
+        RNNSeq2SeqConfig(attention_type="dot", encoder_hidden_size=16, hidden_size=48)
+    with pytest.raises(ValueError, match="attention_type"):
+        RNNSeq2SeqConfig(attention_type="cosine")
+
+
+# --- model-level properties --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=VARIANT_IDS)
+def test_padding_never_attended_and_future_never_seen(variant):
+    input_ids, attention_mask, labels = batch()
+    torch.manual_seed(0)
+    model = RNNSeq2SeqForConditionalGeneration(tiny_config(**variant)).eval()
+    out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, output_attentions=True)
+    assert out.logits.shape == (3, 6, 99)
+    (weights,) = out.cross_attentions  # (B, 1, T, S)
+    assert weights.shape == (3, 1, 6, 7)
+    assert torch.all(weights.masked_select((attention_mask == 0)[:, None, None, :].expand_as(weights)) == 0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 1, 6))
+    scrambled = input_ids.masked_fill(attention_mask == 0, 55)  # other ids under the padding: same outputs
+    torch.testing.assert_close(
+        model(input_ids=scrambled, attention_mask=attention_mask, labels=labels).logits, out.logits
+    )
+    future = labels.clone()
+    future[:, 4:] = 7  # decoder inputs 5.. change (labels shifted right): logits 0..4 must not
+    changed = model(input_ids=input_ids, attention_mask=attention_mask, labels=future).logits
+    torch.testing.assert_close(changed[:, :5], out.logits[:, :5])
+
+
+def test_label_smoothing_in_loss():
+    model = RNNSeq2SeqForConditionalGeneration(tiny_config(label_smoothing=0.2)).eval()
+    input_ids, attention_mask, labels = batch()
+    out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    log_probs = out.logits.log_softmax(-1).view(-1, 99)
+    nll = -log_probs.gather(1, labels.view(-1, 1)).squeeze(1)
+    torch.testing.assert_close(out.loss, (0.8 * nll - 0.2 * log_probs.mean(-1)).mean())
+
+
+# --- training and generation -------------------------------------------------------------------------------------
+
+
+def test_overfit_lowers_the_loss_and_greedy_reproduces_targets(trained):
+    model, losses = trained
+    assert losses[-1] < 0.1 * losses[0]
+    generated = model.generate(SOURCES, attention_mask=torch.ones_like(SOURCES), max_new_tokens=8)
+    assert torch.equal(generated[:, 1 : TARGETS.shape[1] + 1], TARGETS)
+
+
+def test_cached_state_equals_full_recomputation(trained):
+    model, _ = trained
+    input_ids, attention_mask, labels = batch(1)
+    decoder_input_ids = torch.cat([torch.full((3, 1), BOS), labels], dim=1)
+    full = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids).logits
+    encoder_outputs = model.get_encoder()(input_ids, attention_mask=attention_mask)
+    cache, steps = None, []
+    for t in range(decoder_input_ids.shape[1]):
+        out = model(
+            encoder_outputs=encoder_outputs,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids[:, t : t + 1],
+            use_cache=True,
+            **{CACHE_NAME: cache},
+        )
+        cache = getattr(out, CACHE_NAME)
+        steps.append(out.logits)
+    assert cache.get_seq_length() == decoder_input_ids.shape[1]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-4)
+    cached = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=10, use_cache=True)
+    uncached = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=10, use_cache=False)
+    assert torch.equal(cached, uncached)
+
+
+def test_beam_search(trained):
+    model, _ = trained
+    mask = torch.ones_like(SOURCES)
+    greedy = model.generate(SOURCES, attention_mask=mask, max_new_tokens=8)
+    assert torch.equal(model.generate(SOURCES, attention_mask=mask, max_new_tokens=8, num_beams=1), greedy)
+    beams = model.generate(SOURCES, attention_mask=mask, max_new_tokens=8, num_beams=4, length_penalty=1.0)
+    assert torch.equal(beams[:, 1 : TARGETS.shape[1] + 1], TARGETS)
+    input_ids, attention_mask, _ = batch(2)
+    no_repeat = model.generate(
+        input_ids, attention_mask=attention_mask, max_new_tokens=12, num_beams=3, no_repeat_ngram_size=2
+    )
+    for row in no_repeat.tolist():
+        bigrams = [tuple(row[i : i + 2]) for i in range(len(row) - 1) if PAD not in row[i : i + 2]]
+        assert len(bigrams) == len(set(bigrams))
+
+
+def test_save_load_generate_and_trust_remote_code(trained, tmp_path):
+    model, _ = trained
+    model.save_pretrained(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "modeling_rnn_seq2seq.py").exists()
+    mask = torch.ones_like(SOURCES)
+    expected = model.generate(SOURCES, attention_mask=mask, max_new_tokens=8, num_beams=2)
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ckpt").eval()
+    assert type(loaded) is RNNSeq2SeqForConditionalGeneration
+    assert torch.equal(loaded.generate(SOURCES, attention_mask=mask, max_new_tokens=8, num_beams=2), expected)
+    if model.config.attention_type != "additive" or model.config.cell_type != "gru":
+        return  # one variant is enough for the slow subprocess check
+
+    hidden = tmp_path / "hide"
+    (hidden / "toolkit").mkdir(parents=True)
+    (hidden / "toolkit" / "__init__.py").write_text('raise ImportError("toolkit hidden")\n')
+    env = dict(os.environ, PYTHONPATH=str(hidden), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
+    env["HF_MODULES_CACHE"] = str(tmp_path / "hf_modules")
+    code = f"""
+        import torch
+        try:
+            import toolkit
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("toolkit importable")
+        from transformers import AutoModelForSeq2SeqLM
+        model = AutoModelForSeq2SeqLM.from_pretrained("{tmp_path / "ckpt"}", trust_remote_code=True).eval()
+        sources = torch.tensor({SOURCES.tolist()})
+        out = model.generate(sources, attention_mask=torch.ones_like(sources), max_new_tokens=8, num_beams=2)
+        print(type(model).__module__, out.tolist())
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    module, tokens = result.stdout.strip().split(" ", 1)
+    assert not module.startswith("toolkit")
+    assert tokens == str(expected.tolist())
+
+
+def save_word_tokenizer(path) -> None:
+    """Whitespace tokenizer over the test vocabulary: "w5 w17" -> [5, 17, </s>]."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": PAD, "<s>": BOS, "</s>": EOS, **{f"w{i}": i for i in range(3, 99)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", EOS)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    fast.save_pretrained(path)
+
+
+def test_visualize_attention_writes_png(tmp_path):
+    from toolkit.visualize import visualize_attention
+
+    model = RNNSeq2SeqForConditionalGeneration(tiny_config())
+    model.save_pretrained(tmp_path / "run")
+    save_word_tokenizer(tmp_path / "run")
+    source = " ".join(f"w{i}" for i in SOURCES[1].tolist())
+    out = visualize_attention(str(tmp_path / "run"), source, target="w12 w70 w33", out=str(tmp_path / "map.png"))
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,133 @@
+"""Draw the cross-attention (soft alignment) between source and target tokens of a saved encoder-decoder model.
+
+    toolkit visualize-attention --model runs/multi30k --source "Ein Hund läuft im Schnee." --out map.png
+    toolkit visualize-attention --model runs/multi30k --source "..." --target "A dog runs in the snow." --layer 2 --head 0
+
+Works for both seq2seq families of the toolkit (and any Hugging Face encoder-decoder returning `cross_attentions`):
+rows are target tokens (the token predicted at each step), columns are source tokens, each row sums to 1 (Bahdanau
+et al., 2015, figure 3). For the Transformer pick a decoder `layer` and a `head`, or leave `head` unset for the
+average over heads; the RNN model has one alignment per step (layer 0, head 0). Without `--target` the model's
+greedy translation is drawn.
+
+The source tokenizer is `<model>/source_tokenizer/` when that folder exists (e.g. a BERT-initialised encoder),
+otherwise the tokenizer saved in `<model>`.
+"""
+
+import os
+from collections.abc import Sequence
+
+import torch
+
+
+def _display(token: str) -> str:
+    return token.replace("Ġ", "▁").replace("Ċ", "\\n")
+
+
+def load_for_visualization(model_dir: str):
+    """(model, source_tokenizer, target_tokenizer) from a saved run folder; the model in eval mode."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, trust_remote_code=True).eval()
+    target_tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    source_dir = os.path.join(model_dir, "source_tokenizer")
+    source_tokenizer = AutoTokenizer.from_pretrained(source_dir) if os.path.isdir(source_dir) else target_tokenizer
+    return model, source_tokenizer, target_tokenizer
+
+
+@torch.no_grad()
+def cross_attention_matrix(
+    model,
+    source_tokenizer,
+    target_tokenizer,
+    source: str,
+    target: str | None = None,
+    layer: int = -1,
+    head: int | None = None,
+    max_new_tokens: int = 64,
+) -> tuple[torch.Tensor, list[str], list[str]]:
+    """Alignment weights (T, S) with the source and target token strings they are indexed by."""
+    device = next(model.parameters()).device
+    encoded = source_tokenizer(source, return_tensors="pt").to(device)
+    start = model.config.decoder_start_token_id
+    if target is None:
+        generated = model.generate(**encoded, max_new_tokens=max_new_tokens, num_beams=1, do_sample=False)
+        tokens = generated[0].tolist()
+        tokens = tokens[1:] if tokens and tokens[0] == start else tokens
+        pad = model.config.pad_token_id
+        while tokens and tokens[-1] == pad:
+            tokens.pop()
+    else:
+        tokens = target_tokenizer(text_target=target)["input_ids"]
+    labels = torch.tensor([tokens], device=device)
+    outputs = model(**encoded, labels=labels, output_attentions=True, use_cache=False)
+    if not outputs.cross_attentions:
+        raise ValueError(f"{type(model).__name__} returned no cross_attentions")
+    weights = outputs.cross_attentions[layer][0]  # (H, T, S)
+    if head is None:
+        weights = weights.mean(0)
+    else:
+        weights = weights[head]
+    source_tokens = [_display(t) for t in source_tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())]
+    target_tokens = [_display(t) for t in target_tokenizer.convert_ids_to_tokens(tokens)]
+    return weights.float().cpu(), source_tokens, target_tokens
+
+
+def plot_attention(
+    weights: torch.Tensor, source_tokens: Sequence[str], target_tokens: Sequence[str], out: str, title: str = ""
+) -> str:
+    """Heat map of a (T, S) weight matrix with token labels on both axes, written as an image (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cols = weights.shape
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * cols + 2.0), max(3.0, 0.35 * rows + 1.5)))
+    image = ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=float(weights.max()), aspect="auto")
+    ax.set_xticks(range(cols), labels=list(source_tokens), rotation=90, fontsize=8)
+    ax.set_yticks(range(rows), labels=list(target_tokens), fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("target")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def visualize_attention(
+    model_dir: str,
+    source: str,
+    target: str | None = None,
+    out: str = "map.png",
+    layer: int = -1,
+    head: int | None = None,
+) -> str:
+    """Draw the cross-attention of the model saved in `model_dir` for one sentence pair; returns the image path."""
+    model, source_tokenizer, target_tokenizer = load_for_visualization(model_dir)
+    weights, source_tokens, target_tokens = cross_attention_matrix(
+        model, source_tokenizer, target_tokenizer, source, target, layer=layer, head=head
+    )
+    which = f"layer {layer}, " + ("mean over heads" if head is None else f"head {head}")
+    return plot_attention(weights, source_tokens, target_tokens, out, title=f"cross-attention ({which})")
+
+
+def add_cli(subparsers) -> None:
+    """Add the `visualize-attention` subcommand to the `toolkit` command line."""
+    parser = subparsers.add_parser(
+        "visualize-attention",
+        help="Draw the source-target cross-attention of a saved seq2seq model as a PNG.",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument("--model", required=True, help="Saved model folder (weights, config, tokenizer).")
+    parser.add_argument("--source", required=True, help="Source sentence.")
+    parser.add_argument("--target", default=None, help="Target sentence; default: the model's greedy output.")
+    parser.add_argument("--out", default="map.png", help="Image file to write.")
+    parser.add_argument("--layer", type=int, default=-1, help="Decoder layer (Transformer; default: last).")
+    parser.add_argument("--head", type=int, default=None, help="Attention head (default: mean over heads).")
+    parser.set_defaults(
+        func=lambda a: print(visualize_attention(a.model, a.source, a.target, a.out, layer=a.layer, head=a.head))
+    )
