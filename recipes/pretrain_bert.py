@@ -1,0 +1,448 @@
+"""Pretrain a BERT-style encoder with masked language modelling (and optionally NSP or SOP).
+
+What it does: loads text (local files/folders, a Hub dataset, or the embedded demo corpus), trains a WordPiece
+tokenizer on the training split unless one is given, packs the token stream into blocks of `max_seq_length` (or
+keeps one example per line, or builds NSP/SOP sentence pairs per document), masks dynamically (80/10/10, optional
+whole-word masking; the masking of an example depends only on (seed, epoch, example id), so resume and multi-process
+runs are exact), trains `ToolkitBertForMaskedLM` / `ToolkitBertForPreTraining`, evaluates MLM loss, masked-token
+accuracy and perplexity every `--eval_steps`, checkpoints and resumes exactly, and saves an HF-loadable model
+(with its code: loads with `trust_remote_code=True` without the toolkit), the tokenizer and a model card.
+
+    # quickstart: embedded demo corpus, CPU, a few minutes
+    accelerate launch --cpu --num_processes 1 recipes/pretrain_bert.py --config recipes/configs/bert/quickstart.yaml
+    # your own text, several GPUs, bf16
+    accelerate launch --multi_gpu --num_processes 8 --mixed_precision bf16 recipes/pretrain_bert.py \\
+        --config recipes/configs/bert/base.yaml --train_file corpus/ --output_dir outputs/bert-base
+    # resume after an interruption
+    accelerate launch recipes/pretrain_bert.py --config recipes/configs/bert/mini.yaml --resume_from_checkpoint latest
+    # cramming-style run with a wall-clock budget
+    accelerate launch --mixed_precision bf16 recipes/pretrain_bert.py --config recipes/configs/bert/budget.yaml
+"""
+
+import json
+import math
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import datasets
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from toolkit import config  # noqa: E402
+from toolkit.data import (  # noqa: E402
+    DataArguments,
+    batch_iterator,
+    check_columns,
+    load_raw_datasets,
+    pack_into_blocks,
+    tokenize_dataset,
+    train_wordpiece,
+)
+from toolkit.data.mlm import DataCollatorForMLM, build_sentence_pairs, pair_to_features  # noqa: E402
+from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
+from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # noqa: E402
+from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForMaskedLM, ToolkitBertForPreTraining  # noqa: E402
+from toolkit.training import (  # noqa: E402
+    ProgressLogger,
+    TrainingArguments,
+    TrainState,
+    check_output_dir,
+    create_optimizer,
+    create_scheduler,
+    load_checkpoint,
+    make_accelerator,
+    resolve_checkpoint,
+    save_checkpoint,
+    save_final_model,
+    time_budget_exceeded,
+    total_training_steps,
+    training_batches,
+    write_json,
+)
+
+TOKENIZER_DIR = "tokenizer"  # inside output_dir: the tokenizer of this run, reused on resume
+
+
+@dataclass
+class BertModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Continue pretraining this checkpoint instead of starting from scratch."}
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer folder/name; default: train a WordPiece tokenizer on the data."}
+    )
+    vocab_size: int = field(default=30522, metadata={"help": "Vocabulary size of the trained WordPiece tokenizer."})
+    lowercase: bool = field(default=True, metadata={"help": "Lowercase (and strip accents) in the tokenizer."})
+    hidden_size: int = field(default=256, metadata={"help": "Model width."})
+    num_hidden_layers: int = field(default=4, metadata={"help": "Encoder blocks."})
+    num_attention_heads: int = field(default=4, metadata={"help": "Attention heads."})
+    intermediate_size: int = field(default=1024, metadata={"help": "Feed-forward width."})
+    max_position_embeddings: int = field(default=512, metadata={"help": "Learned positions (>= max_seq_length)."})
+    hidden_act: str = field(default="gelu", metadata={"help": "gelu, gelu_new, relu, geglu or swiglu."})
+    pre_norm: bool = field(default=False, metadata={"help": "Pre-LN blocks with a final LayerNorm (else post-LN)."})
+    use_bias: bool = field(default=True, metadata={"help": "Biases in the encoder's linear layers."})
+    hidden_dropout_prob: float = field(default=0.1, metadata={"help": "Dropout on embeddings and residual branches."})
+    attention_probs_dropout_prob: float = field(default=0.1, metadata={"help": "Dropout on attention weights."})
+    sparse_prediction: bool = field(default=True, metadata={"help": "Run the MLM head on masked positions only."})
+    pad_vocab_to_multiple_of: int = field(default=8, metadata={"help": "Pad the embedding rows (GPU efficiency)."})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager."})
+
+    def __post_init__(self):
+        if self.hidden_act not in ("gelu", "gelu_new", "relu", "geglu", "swiglu"):
+            raise ValueError(f"hidden_act '{self.hidden_act}' is not one of gelu, gelu_new, relu, geglu, swiglu")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads")
+
+
+@dataclass
+class MLMArguments:
+    max_seq_length: int = field(default=128, metadata={"help": "Tokens per example (block size)."})
+    line_by_line: bool = field(
+        default=False, metadata={"help": "One example per text row (truncated) instead of packed blocks."}
+    )
+    sentence_objective: str = field(
+        default="none", metadata={"help": "none, nsp (next sentence prediction) or sop (sentence order prediction)."}
+    )
+    short_seq_prob: float = field(default=0.1, metadata={"help": "NSP/SOP: probability of a shorter pair."})
+    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens selected for prediction."})
+    whole_word_mask: bool = field(default=False, metadata={"help": "Mask whole WordPiece words."})
+    fill_mask_text: str = field(
+        default="The meaning of life is [MASK].", metadata={"help": "Sentence for the final fill-mask sample."}
+    )
+
+    def __post_init__(self):
+        if self.sentence_objective not in ("none", "nsp", "sop"):
+            raise ValueError(f"sentence_objective '{self.sentence_objective}' is not one of none, nsp, sop")
+        if self.sentence_objective != "none" and self.line_by_line:
+            raise ValueError("line_by_line and sentence_objective nsp/sop are exclusive")
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ValueError("mlm_probability must be in (0, 1)")
+
+
+def parse_args(argv=None):
+    return config.parse_args(
+        BertModelArguments, MLMArguments, DataArguments, TrainingArguments, args=argv, description=__doc__
+    )
+
+
+class EpochAwareCollator:
+    """Sets the masking epoch from the training position before each batch (`state` is attached once known)."""
+
+    def __init__(self, collator: DataCollatorForMLM):
+        self.collator = collator
+        self.state = None
+
+    def __call__(self, features):
+        if self.state is not None:
+            self.collator.set_epoch(self.state.epoch)
+        return self.collator(features)
+
+
+def build_examples(split, tokenizer, mlm_args, data_args, seed):
+    """Tokenized examples with `input_ids` (+ `token_type_ids`, `next_sentence_label`) and `example_id`."""
+    num_proc = data_args.preprocessing_num_workers
+    L = mlm_args.max_seq_length
+    if mlm_args.line_by_line:
+        split = split.filter(lambda row: bool(row[data_args.text_column].strip()), num_proc=num_proc)
+        tokens = tokenize_dataset(split, tokenizer, data_args.text_column, num_proc, truncation=True, max_length=L)
+        tokens = tokens.remove_columns([c for c in ("doc_id",) if c in tokens.column_names])
+        return tokens.map(lambda _, i: {"example_id": i}, with_indices=True)
+    tokens = tokenize_dataset(split, tokenizer, data_args.text_column, num_proc, add_special_tokens=False)
+    if mlm_args.sentence_objective == "none":
+        return pack_into_blocks(
+            tokens, L, tokenizer.cls_token_id, tokenizer.sep_token_id, respect_documents=True, num_proc=num_proc
+        )
+    # NSP / SOP: paragraphs grouped by document are the "sentences" of BERT's pair construction
+    documents = defaultdict(list)
+    doc_ids = tokens["doc_id"] if "doc_id" in tokens.column_names else [0] * len(tokens)
+    for ids, doc in zip(tokens["input_ids"], doc_ids):
+        if ids:
+            documents[doc].append(ids)
+    pairs = build_sentence_pairs(
+        [documents[d] for d in sorted(documents)], L - 3, mlm_args.sentence_objective, seed, mlm_args.short_seq_prob
+    )
+    rows = [
+        {**pair_to_features(a, b, label, tokenizer.cls_token_id, tokenizer.sep_token_id), "example_id": i}
+        for i, (a, b, label) in enumerate(pairs)
+    ]
+    if not rows:
+        raise UserError("no sentence pairs could be built: NSP/SOP needs documents with at least two paragraphs")
+    return datasets.Dataset.from_list(rows)
+
+
+def canonicalize_wordpiece_ids(tokenizer_json: str) -> None:
+    """Renumber a freshly trained WordPiece vocabulary deterministically: the `tokenizers` trainer yields the same
+    tokens but breaks ties in a run-dependent order, so ids (and with them the whole run) would not be reproducible.
+    Special tokens keep their ids; the other tokens get the following ids in sorted order."""
+    with open(tokenizer_json, encoding="utf-8") as f:
+        spec = json.load(f)
+    vocab = spec["model"]["vocab"]
+    special = {t["content"] for t in spec.get("added_tokens", [])}
+    fixed = {tok: i for tok, i in vocab.items() if tok in special}
+    rest = sorted(tok for tok in vocab if tok not in special)
+    free = [i for i in range(len(vocab)) if i not in set(fixed.values())]
+    spec["model"]["vocab"] = {**fixed, **dict(zip(rest, free))}
+    with open(tokenizer_json, "w", encoding="utf-8") as f:
+        json.dump(spec, f, ensure_ascii=False)
+
+
+def flops_per_token(config, seq_len: int) -> float:
+    """6 N (matmul parameters, dense MLM head) + attention score/value matmuls, for training."""
+    h, L, i = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    ffn_in = 2 * i if config.hidden_act in ("geglu", "swiglu") else i
+    n = L * (4 * h * h + h * (ffn_in + i)) + h * h + config.vocab_size * h
+    return 6 * n + 12 * L * seq_len * h
+
+
+def evaluate(model, loader, accelerator, sentence_objective: bool) -> dict:
+    """MLM loss (mean over masked tokens), masked-token accuracy, perplexity (+ NSP/SOP accuracy)."""
+    model.eval()
+    totals = torch.zeros(5, dtype=torch.float64, device=accelerator.device)
+    for batch in loader:
+        with torch.no_grad():
+            out = model(**batch)
+        labels = batch["labels"]
+        logits = out.logits if getattr(out, "prediction_logits", None) is None else out.prediction_logits
+        chosen = labels != -100
+        if out.prediction_labels is None:  # dense logits (B, T, V)
+            logits = logits[chosen]
+        targets = labels[chosen]
+        rows = chosen.nonzero()[:, 0]
+        per_example = torch.zeros(labels.shape[0], 5, device=labels.device)  # loss, tokens, correct, pair ok, pairs
+        per_example[:, 0].index_add_(0, rows, F.cross_entropy(logits.float(), targets, reduction="none"))
+        per_example[:, 1].index_add_(0, rows, torch.ones_like(targets, dtype=torch.float))
+        per_example[:, 2].index_add_(0, rows, (logits.argmax(-1) == targets).float())
+        if sentence_objective:
+            per_example[:, 3] = (out.seq_relationship_logits.argmax(-1) == batch["next_sentence_label"]).float()
+            per_example[:, 4] = 1.0
+        totals += accelerator.gather_for_metrics(per_example).sum(0).double()
+    model.train()
+    loss = (totals[0] / totals[1].clamp(min=1)).item()
+    metrics = {
+        "eval_loss": round(loss, 4),
+        "eval_accuracy": round((totals[2] / totals[1].clamp(min=1)).item(), 4),
+        "eval_perplexity": round(math.exp(min(loss, 50.0)), 3),
+    }
+    if sentence_objective:
+        metrics["eval_sentence_accuracy"] = round((totals[3] / totals[4].clamp(min=1)).item(), 4)
+    return metrics
+
+
+def global_token_mean_loss(outputs, labels, accelerator):
+    """The training loss, with the MLM part normalised by the masked-token count of the *global* batch.
+
+    Each process's MLM loss is a mean over its own masked tokens, and DDP averages gradients over processes, which
+    would weight tokens unequally when processes hold different numbers of masked tokens. Rescaling by
+    `local_count * num_processes / global_count` makes N processes compute the gradient of the mean over all
+    masked tokens, as one process with the same global batch does. Logged through `ProgressLogger` (mean over
+    processes), it is also the true global-batch loss. Single process: returned unchanged.
+    """
+    if accelerator.num_processes == 1:
+        return outputs.loss
+    mlm_loss = outputs.mlm_loss if getattr(outputs, "mlm_loss", None) is not None else outputs.loss
+    local = (labels != -100).sum().float()
+    total = accelerator.reduce(local.clone(), reduction="sum").clamp(min=1.0)
+    loss = mlm_loss * local * accelerator.num_processes / total
+    if getattr(outputs, "sentence_loss", None) is not None:
+        loss = loss + outputs.sentence_loss  # a mean over equally sized per-process batches: already consistent
+    return loss
+
+
+def fill_mask(model, tokenizer, text: str, k: int = 5) -> list[str]:
+    """Top-k tokens for the first [MASK] of `text`."""
+    if tokenizer.mask_token not in text:
+        return []
+    enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=model.config.max_position_embeddings)
+    enc = enc.to(next(model.parameters()).device)
+    model.eval()
+    with torch.no_grad():
+        out = model(**enc)
+    logits = out.logits if getattr(out, "prediction_logits", None) is None else out.prediction_logits
+    position = (enc["input_ids"][0] == tokenizer.mask_token_id).nonzero()[0, 0]
+    return [tokenizer.decode([int(i)]).strip() for i in logits[0, position].topk(k).indices]
+
+
+@exit_on_user_error
+def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: DataArguments, args: TrainingArguments):
+    # --- accelerator, seed, resume ---
+    accelerator = make_accelerator(args)  # also seeds every RNG with args.seed
+    resume = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    check_output_dir(args.output_dir, resume, args.overwrite_output_dir)
+    start_time = time.perf_counter()
+
+    # --- data and tokenizer ---
+    with accelerator.main_process_first():
+        raw = load_raw_datasets(data_args, need_validation=True, seed=args.seed)
+    if "train" not in raw:
+        raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
+    check_columns(raw["train"], [data_args.text_column], "the training data")
+    tokenizer_dir = os.path.join(args.output_dir, TOKENIZER_DIR)
+    with accelerator.main_process_first():
+        source = model_args.tokenizer_name or model_args.model_name_or_path
+        if source:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        else:
+            if accelerator.is_main_process and not (resume and os.path.isdir(tokenizer_dir)):
+                accelerator.print(f"training a WordPiece tokenizer (vocab {model_args.vocab_size}) on the train split")
+                texts = batch_iterator(raw["train"], data_args.text_column)
+                trained = train_wordpiece(texts, vocab_size=model_args.vocab_size, lowercase=model_args.lowercase)
+                trained.save_pretrained(tokenizer_dir)
+                canonicalize_wordpiece_ids(os.path.join(tokenizer_dir, "tokenizer.json"))
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    with accelerator.main_process_first():
+        train_set = build_examples(raw["train"], tokenizer, mlm_args, data_args, args.seed)
+        eval_set = build_examples(raw["validation"], tokenizer, mlm_args, data_args, args.seed + 1)
+    accelerator.print(
+        f"{len(train_set)} training and {len(eval_set)} validation examples of <= {mlm_args.max_seq_length} tokens"
+    )
+    pad = 8 if accelerator.mixed_precision != "no" else None
+    train_collator = EpochAwareCollator(
+        DataCollatorForMLM(tokenizer, mlm_args.mlm_probability, mlm_args.whole_word_mask, args.seed, pad)
+    )
+    # validation masking is fixed (its own seed, epoch 0), so successive evaluations are comparable
+    eval_collator = DataCollatorForMLM(
+        tokenizer, mlm_args.mlm_probability, mlm_args.whole_word_mask, args.seed + 1, pad
+    )
+    train_loader = DataLoader(
+        train_set,
+        batch_size=args.per_device_train_batch_size,
+        shuffle=True,
+        collate_fn=train_collator,
+        num_workers=args.dataloader_num_workers,
+    )
+    eval_loader = DataLoader(eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=eval_collator)
+
+    # --- model ---
+    with_pairs = mlm_args.sentence_objective != "none"
+    if model_args.model_name_or_path:
+        auto = AutoModelForPreTraining if with_pairs else AutoModelForMaskedLM
+        model = auto.from_pretrained(model_args.model_name_or_path)
+    else:
+        model_config = ToolkitBertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=model_args.hidden_size,
+            num_hidden_layers=model_args.num_hidden_layers,
+            num_attention_heads=model_args.num_attention_heads,
+            intermediate_size=model_args.intermediate_size,
+            max_position_embeddings=max(model_args.max_position_embeddings, mlm_args.max_seq_length),
+            hidden_act=model_args.hidden_act,
+            pre_norm=model_args.pre_norm,
+            use_bias=model_args.use_bias,
+            hidden_dropout_prob=model_args.hidden_dropout_prob,
+            attention_probs_dropout_prob=model_args.attention_probs_dropout_prob,
+            pretraining_objectives=["mlm", mlm_args.sentence_objective] if with_pairs else ["mlm"],
+            sparse_prediction=model_args.sparse_prediction,
+            pad_vocab_to_multiple_of=model_args.pad_vocab_to_multiple_of,
+            attn_implementation=model_args.attn_implementation,
+            pad_token_id=tokenizer.pad_token_id,
+            cls_token_id=tokenizer.cls_token_id,
+            sep_token_id=tokenizer.sep_token_id,
+            mask_token_id=tokenizer.mask_token_id,
+        )
+        model = (ToolkitBertForPreTraining if with_pairs else ToolkitBertForMaskedLM)(model_config)
+    n_params = sum(p.numel() for p in model.parameters())
+    accelerator.print(f"model: {type(model).__name__}, {n_params / 1e6:.2f} M parameters")
+    model.to(accelerator.device)
+    if args.torch_compile:
+        model = torch.compile(model)
+
+    # --- optimizer and schedule ---
+    optimizer = create_optimizer(model, args)
+    total_steps, num_epochs = total_training_steps(args, len(train_loader) // accelerator.num_processes)
+    scheduler = create_scheduler(optimizer, args, total_steps)
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+    accelerator.register_for_checkpointing(scheduler)
+    state = load_checkpoint(accelerator, resume) if resume else TrainState()
+    train_collator.state = state
+    if accelerator.is_main_process:
+        accelerator.init_trackers("pretrain_bert", config=config.to_dict(model_args, mlm_args, data_args, args))
+
+    # --- training loop ---
+    progress = ProgressLogger(accelerator, total_steps, state, args.logging_steps)
+    train_start = time.perf_counter()  # --max_time_minutes budgets the training loop (not data preparation)
+    if state.global_step == 0 and args.eval_steps:
+        progress.record(evaluate(model, eval_loader, accelerator, with_pairs))
+    eval_metrics = {}
+    for batch in training_batches(accelerator, train_loader, state, num_epochs):
+        with accelerator.accumulate(model):
+            loss = global_token_mean_loss(model(**batch), batch["labels"], accelerator)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        progress.update(loss, n_tokens=batch["attention_mask"].sum())
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
+        state.global_step += 1
+        progress.step(scheduler.get_last_lr()[0])
+        if args.eval_steps and state.global_step % args.eval_steps == 0:
+            eval_metrics = evaluate(model, eval_loader, accelerator, with_pairs)
+            progress.record(eval_metrics)
+        if args.save_steps and state.global_step % args.save_steps == 0:
+            save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
+        if state.global_step >= total_steps or time_budget_exceeded(accelerator, train_start, args.max_time_minutes):
+            break
+    progress.log(scheduler.get_last_lr()[0])  # flush a partial logging window
+    progress.close()
+    unwrapped = accelerator.unwrap_model(model)
+    accelerator.print(progress.throughput_line(flops_per_token(unwrapped.config, mlm_args.max_seq_length)))
+    if not eval_metrics or state.global_step % args.eval_steps:  # the last step was not an evaluation step
+        eval_metrics = evaluate(model, eval_loader, accelerator, with_pairs)
+        progress.record(eval_metrics)
+
+    # --- final save ---
+    final_metrics = {
+        **eval_metrics,
+        "train_loss": progress.last_loss,
+        "global_step": state.global_step,
+        "train_runtime_s": round(time.perf_counter() - start_time, 1),
+        "tokens_seen": state.tokens_seen,
+    }
+    run_config = config.to_dict(model_args, mlm_args, data_args, args)
+    unwrapped = save_final_model(accelerator, model, tokenizer, args.output_dir, run_config, final_metrics)
+    if accelerator.is_main_process:
+        write_json(os.path.join(args.output_dir, "log_history.json"), state.log_history)
+        data_name = data_args.dataset_name or data_args.train_file or "text"
+        eval_name = data_args.validation_file or data_name
+        write_model_card(
+            args.output_dir,
+            CardInfo(
+                title=os.path.basename(os.path.normpath(args.output_dir)),
+                summary=(
+                    f"A BERT-style encoder (`toolkit_bert`, {n_params / 1e6:.1f} M parameters) pretrained with masked "
+                    f"language modelling{' + ' + mlm_args.sentence_objective.upper() if with_pairs else ''} on "
+                    f"`{data_name}` for {state.global_step} steps."
+                ),
+                datasets=[str(data_name)],
+                tags=["bert", "fill-mask", "masked-lm"],
+                pipeline_tag="fill-mask",
+            ),
+            config=unwrapped.config,
+            run_config=run_config,
+            metrics=[
+                CardMetric("fill-mask", "accuracy", eval_metrics["eval_accuracy"], str(eval_name), "validation"),
+                CardMetric("fill-mask", "perplexity", eval_metrics["eval_perplexity"], str(eval_name), "validation"),
+            ],
+        )
+        accelerator.print(json.dumps(final_metrics))
+        accelerator.print(f"model saved to {os.path.abspath(args.output_dir)}")
+        sample = fill_mask(unwrapped, tokenizer, mlm_args.fill_mask_text)
+        if sample:
+            accelerator.print(f"fill-mask: {mlm_args.fill_mask_text!r} -> {sample}")
+        if args.push_to_hub:
+            accelerator.print(f"pushed to {push_folder(args.output_dir, args.hub_model_id, args.hub_private)}")
+    accelerator.end_training()
+    return final_metrics
+
+
+if __name__ == "__main__":
+    main(*parse_args())

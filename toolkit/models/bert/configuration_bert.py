@@ -1,0 +1,143 @@
+"""Configuration of the toolkit's BERT-style encoder (model_type ``toolkit_bert``).
+
+Self-contained: imports only ``transformers``, so it ships with ``save_pretrained`` checkpoints.
+"""
+
+from transformers import PretrainedConfig
+
+_ACTIVATIONS = ("gelu", "gelu_new", "relu", "geglu", "swiglu")
+_OBJECTIVES = ("mlm", "nsp", "sop")
+
+
+class ToolkitBertConfig(PretrainedConfig):
+    r"""Configuration for [`ToolkitBertModel`] and its heads.
+
+    The defaults describe BERT-base (Devlin et al., 2019). Setting ``pre_norm=True, hidden_act="geglu",
+    use_bias=False`` gives the "crammed" variant of Geiping & Goldstein (2022).
+
+    Args:
+        vocab_size (`int`, defaults to 30522): number of real tokens in the vocabulary.
+        hidden_size (`int`, defaults to 768): width of the residual stream.
+        num_hidden_layers (`int`, defaults to 12): number of transformer blocks.
+        num_attention_heads (`int`, defaults to 12): attention heads per block; must divide `hidden_size`.
+        intermediate_size (`int`, defaults to 3072): hidden width of the feed-forward block (for gated
+            activations this is the width after gating, i.e. the input projection is `2 * intermediate_size` wide).
+        max_position_embeddings (`int`, defaults to 512): number of learned absolute positions.
+        type_vocab_size (`int`, defaults to 2): number of segment (token type) embeddings.
+        hidden_dropout_prob (`float`, defaults to 0.1): dropout on embeddings and on each residual branch.
+        attention_probs_dropout_prob (`float`, defaults to 0.1): dropout on attention probabilities.
+        layer_norm_eps (`float`, defaults to 1e-12): epsilon of every LayerNorm.
+        hidden_act (`str`, defaults to `"gelu"`): one of `"gelu"` (exact erf), `"gelu_new"` (tanh approximation),
+            `"relu"`, or the gated `"geglu"` / `"swiglu"` (Shazeer, 2020). The MLM head transform uses the
+            non-gated base activation (`gelu` for `geglu`, `silu` for `swiglu`).
+        pre_norm (`bool`, defaults to `False`): `False` = post-LN blocks as in the original BERT; `True` = pre-LN
+            blocks (Xiong et al., 2020) followed by a final LayerNorm.
+        use_bias (`bool`, defaults to `True`): whether the linear layers of the encoder blocks have biases.
+        pretraining_objectives (`list[str]`, defaults to `["mlm"]`): any of `["mlm"]`, `["mlm", "nsp"]`,
+            `["mlm", "sop"]`. With `"nsp"` or `"sop"`, [`ToolkitBertForPreTraining`] has a 2-way sentence-relation
+            head on the pooled output (NSP: Devlin et al., 2019; SOP: Lan et al., 2020, ALBERT).
+        attn_implementation (`str`, defaults to `"sdpa"`): `"sdpa"` (torch scaled_dot_product_attention) or
+            `"eager"` (the plain reference implementation; also used for calls with `output_attentions=True`).
+        sparse_prediction (`bool`, defaults to `False`): when labels are given, run the MLM head only on masked
+            positions (Liu et al., 2019-style efficiency trick used by cramming); `logits` then has shape
+            `(num_masked, vocab_size)`.
+        tie_word_embeddings (`bool`, defaults to `True`): tie the MLM decoder weight to the input embeddings.
+        pad_vocab_to_multiple_of (`int`, defaults to 1): round the embedding matrix up to a multiple of this
+            (e.g. 64 for tensor cores). Padded rows are never predicted: their logits are pinned to a large
+            negative value and are sliced off the returned logits.
+        classifier_dropout (`float`, *optional*): dropout before the sequence-classification layer; falls back to
+            `hidden_dropout_prob`.
+        initializer_range (`float`, defaults to 0.02): std of the normal initialisation (as BERT).
+        pad_token_id, cls_token_id, sep_token_id, mask_token_id (`int`): special token ids (BERT WordPiece
+            defaults 0, 101, 102, 103).
+    """
+
+    model_type = "toolkit_bert"
+
+    def __init__(
+        self,
+        vocab_size=30522,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=512,
+        type_vocab_size=2,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        layer_norm_eps=1e-12,
+        hidden_act="gelu",
+        pre_norm=False,
+        use_bias=True,
+        pretraining_objectives=("mlm",),
+        attn_implementation="sdpa",
+        sparse_prediction=False,
+        tie_word_embeddings=True,
+        pad_vocab_to_multiple_of=1,
+        classifier_dropout=None,
+        initializer_range=0.02,
+        pad_token_id=0,
+        cls_token_id=101,
+        sep_token_id=102,
+        mask_token_id=103,
+        **kwargs,
+    ):
+        if hidden_size % num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}"
+            )
+        if hidden_act not in _ACTIVATIONS:
+            raise ValueError(f"hidden_act must be one of {_ACTIVATIONS}, got {hidden_act!r}")
+        pretraining_objectives = list(pretraining_objectives)
+        if "mlm" not in pretraining_objectives or any(o not in _OBJECTIVES for o in pretraining_objectives):
+            raise ValueError(f"pretraining_objectives must contain 'mlm' and only {_OBJECTIVES}")
+        if "nsp" in pretraining_objectives and "sop" in pretraining_objectives:
+            raise ValueError("choose one of 'nsp' and 'sop'")
+        if attn_implementation not in ("sdpa", "eager", None):
+            raise ValueError(f"attn_implementation must be 'sdpa' or 'eager', got {attn_implementation!r}")
+        if pad_vocab_to_multiple_of < 1:
+            raise ValueError("pad_vocab_to_multiple_of must be >= 1")
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.layer_norm_eps = layer_norm_eps
+        self.hidden_act = hidden_act
+        self.pre_norm = pre_norm
+        self.use_bias = use_bias
+        self.pretraining_objectives = pretraining_objectives
+        self.sparse_prediction = sparse_prediction
+        self.pad_vocab_to_multiple_of = pad_vocab_to_multiple_of
+        self.classifier_dropout = classifier_dropout
+        self.initializer_range = initializer_range
+        self.cls_token_id = cls_token_id
+        self.sep_token_id = sep_token_id
+        self.mask_token_id = mask_token_id
+        super().__init__(
+            pad_token_id=pad_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            attn_implementation=attn_implementation,
+            **kwargs,
+        )
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the embedding matrix: `vocab_size` rounded up to `pad_vocab_to_multiple_of`."""
+        m = self.pad_vocab_to_multiple_of
+        return (self.vocab_size + m - 1) // m * m
+
+    @property
+    def sentence_objective(self):
+        """`"nsp"`, `"sop"` or `None`: the sentence-relation objective of the pretraining head."""
+        for name in ("nsp", "sop"):
+            if name in self.pretraining_objectives:
+                return name
+        return None
+
+
+__all__ = ["ToolkitBertConfig"]

@@ -1,0 +1,614 @@
+"""A BERT-style bidirectional transformer encoder, written for speed and readability.
+
+Features and where they come from:
+- Post-LN encoder blocks, learned absolute positions, segment embeddings, MLM + NSP pretraining heads, pooled
+  [CLS] classifier: BERT (Devlin et al., 2019, arXiv:1810.04805).
+- Pre-LN blocks with a final LayerNorm (`pre_norm=True`): Xiong et al., 2020, "On Layer Normalization in the
+  Transformer Architecture" (arXiv:2002.04745).
+- Gated feed-forward blocks GEGLU / SwiGLU (`hidden_act="geglu"|"swiglu"`): Shazeer, 2020, "GLU Variants Improve
+  Transformer" (arXiv:2002.05202).
+- Bias-free linear layers, sparse MLM prediction and padded vocabulary for the one-GPU-one-day recipe: Geiping &
+  Goldstein, 2022, "Cramming" (arXiv:2212.14034).
+- Sentence-order prediction (`pretraining_objectives=["mlm", "sop"]`): ALBERT (Lan et al., 2020,
+  arXiv:1909.11942).
+- Fused QKV projection and `torch.nn.functional.scaled_dot_product_attention` (FlashAttention, Dao et al., 2022,
+  arXiv:2205.14135, on CUDA); `eager_attention_forward` is the plain reference implementation.
+
+Padding: `attention_mask` (B, T) with 1 = token, 0 = pad. Padded keys get no attention. When the mask has no zeros
+it is dropped, so SDPA runs without a mask (its fastest path).
+
+Using the encoder inside a seq2seq model: `ToolkitBertModel(config, add_pooling_layer=False)` called with
+`input_ids` and `attention_mask` returns `last_hidden_state` (B, T, hidden_size); feed it, with the same
+`attention_mask`, as the memory of a cross-attending decoder (e.g. as `encoder_outputs` / `encoder_hidden_states`
+with `encoder_attention_mask`).
+
+This file only imports torch, transformers and its sibling `configuration_bert.py`, so `save_pretrained` can ship
+it next to the weights and `from_pretrained(..., trust_remote_code=True)` works without the toolkit installed.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.utils import ModelOutput
+
+from .configuration_bert import ToolkitBertConfig
+
+try:  # transformers v5: init functions that skip weights already loaded from a checkpoint
+    from transformers import initialization as init
+except ImportError:  # pragma: no cover - older transformers
+    init = nn.init
+
+# Logit given to padded vocabulary rows: exp() underflows to exactly 0 in fp32/bf16/fp16 softmax, yet finite, so
+# label smoothing or fp16 arithmetic never produce inf/nan.
+_PAD_LOGIT = -1.0e4
+
+
+def _activation(name: str):
+    """Element-wise activation for `name`; for gated names, the activation applied to the gate."""
+    if name in ("gelu", "geglu"):
+        return F.gelu
+    if name == "gelu_new":
+        return lambda x: F.gelu(x, approximate="tanh")
+    if name == "relu":
+        return F.relu
+    if name == "swiglu":
+        return F.silu
+    raise ValueError(f"unknown activation {name!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# outputs
+
+
+@dataclass
+class ToolkitBertMaskedLMOutput(ModelOutput):
+    """Output of [`ToolkitBertForMaskedLM`].
+
+    Args:
+        loss: mean cross-entropy over positions whose label is not -100 (when `labels` is given).
+        logits: dense mode: (B, T, vocab_size) scores for every position. Sparse mode (`config.sparse_prediction`
+            and `labels` given): (N, vocab_size) scores for the N masked positions only, in row-major order of
+            `labels`, i.e. aligned with `labels[labels != -100]`.
+        prediction_labels: sparse mode: the (N,) labels aligned with `logits` (so masked-token accuracy is
+            `(logits.argmax(-1) == prediction_labels).float().mean()`); dense mode: None.
+        hidden_states, attentions: as in transformers (`output_hidden_states` / `output_attentions`).
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    prediction_labels: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class ToolkitBertForPreTrainingOutput(ModelOutput):
+    """Output of [`ToolkitBertForPreTraining`].
+
+    Args:
+        loss: `mlm_loss + sentence_loss` (each when its labels are given).
+        mlm_loss, sentence_loss: the two parts, for logging.
+        prediction_logits: MLM scores; same dense/sparse convention as [`ToolkitBertMaskedLMOutput.logits`].
+        seq_relationship_logits: (B, 2) NSP/SOP scores (None when the config has no sentence objective).
+        prediction_labels: sparse mode: labels aligned with `prediction_logits`; dense mode: None.
+    """
+
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    sentence_loss: torch.Tensor | None = None
+    prediction_logits: torch.Tensor | None = None
+    seq_relationship_logits: torch.Tensor | None = None
+    prediction_labels: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# attention
+
+
+def eager_attention_forward(query, key, value, attention_mask, dropout_p=0.0, training=False):
+    """Reference softmax attention. query/key/value: (B, H, T, D); attention_mask: (B, 1, 1, T) bool with
+    True = may attend, or None. Returns output (B, H, T, D) and probabilities (B, H, T, T)."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * query.size(-1) ** -0.5  # (B, H, T, T)
+    if attention_mask is not None:
+        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    probs = scores.softmax(dim=-1)
+    probs = F.dropout(probs, p=dropout_p, training=training)
+    return torch.matmul(probs, value), probs
+
+
+def sdpa_attention_forward(query, key, value, attention_mask, dropout_p=0.0, training=False):
+    """Same contract as `eager_attention_forward` but fused; returns no probabilities."""
+    out = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout_p if training else 0.0
+    )  # (B, H, T, D)
+    return out, None
+
+
+class ToolkitBertSelfAttention(nn.Module):
+    """Multi-head self-attention with one fused QKV projection."""
+
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.use_bias)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
+        B, T, C = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(B, T, 3, self.num_heads, self.head_dim)  # (B, T, 3, H, D)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, D)
+        use_eager = output_attentions or self.config._attn_implementation == "eager"
+        attend = eager_attention_forward if use_eager else sdpa_attention_forward
+        out, probs = attend(query, key, value, attention_mask, self.dropout_p, self.training)  # (B, H, T, D)
+        out = out.transpose(1, 2).reshape(B, T, C)  # (B, T, H * D)
+        return self.out(out), probs
+
+
+class ToolkitBertMLP(nn.Module):
+    """Position-wise feed-forward block, plain (act(x W1) W2) or gated ((x W) * act(x V)) W2."""
+
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__()
+        self.gated = config.hidden_act in ("geglu", "swiglu")
+        width = config.intermediate_size * (2 if self.gated else 1)
+        self.fc_in = nn.Linear(config.hidden_size, width, bias=config.use_bias)
+        self.fc_out = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.use_bias)
+        self.act = _activation(config.hidden_act)
+
+    def forward(self, x):
+        x = self.fc_in(x)  # (B, T, I) or (B, T, 2I)
+        if self.gated:
+            x, gate = x.chunk(2, dim=-1)  # 2 x (B, T, I)
+            x = x * self.act(gate)
+        else:
+            x = self.act(x)
+        return self.fc_out(x)  # (B, T, C)
+
+
+class ToolkitBertLayer(nn.Module):
+    """One encoder block: post-LN `x = LN(x + f(x))` (BERT) or pre-LN `x = x + f(LN(x))`."""
+
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__()
+        self.pre_norm = config.pre_norm
+        self.attention = ToolkitBertSelfAttention(config)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = ToolkitBertMLP(config)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x, attention_mask=None, output_attentions=False):
+        if self.pre_norm:
+            attn, probs = self.attention(self.attention_norm(x), attention_mask, output_attentions)
+            x = x + self.dropout(attn)
+            x = x + self.dropout(self.mlp(self.mlp_norm(x)))
+        else:
+            attn, probs = self.attention(x, attention_mask, output_attentions)
+            x = self.attention_norm(x + self.dropout(attn))
+            x = self.mlp_norm(x + self.dropout(self.mlp(x)))
+        return x, probs
+
+
+class ToolkitBertEncoder(nn.Module):
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(ToolkitBertLayer(config) for _ in range(config.num_hidden_layers))
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.pre_norm else None
+        self.gradient_checkpointing = False
+
+    def forward(self, x, attention_mask=None, output_hidden_states=False, output_attentions=False):
+        all_hidden = (x,) if output_hidden_states else None
+        all_attn = () if output_attentions else None
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                x, probs = self._gradient_checkpointing_func(layer.__call__, x, attention_mask, output_attentions)
+            else:
+                x, probs = layer(x, attention_mask, output_attentions)
+            if output_hidden_states:
+                all_hidden += (x,)
+            if output_attentions:
+                all_attn += (probs,)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+            if output_hidden_states:  # the last entry is the normed output, equal to last_hidden_state
+                all_hidden = all_hidden[:-1] + (x,)
+        return x, all_hidden, all_attn
+
+
+class ToolkitBertEmbeddings(nn.Module):
+    """word + learned absolute position + segment embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(
+            config.padded_vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
+        x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
+        T = x.shape[1]
+        if position_ids is None:
+            extra = self.position_embeddings.weight[:T]  # (T, C), broadcast over the batch
+        else:
+            extra = self.position_embeddings(position_ids)
+        if token_type_ids is None:
+            extra = extra + self.token_type_embeddings.weight[0]  # all segment 0: one row, no lookup
+        else:
+            extra = extra + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.norm(x + extra))
+
+
+class ToolkitBertPooler(nn.Module):
+    """tanh(W h_[CLS] + b), the pooled output used by NSP/SOP and sequence classification."""
+
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states):
+        return torch.tanh(self.dense(hidden_states[:, 0]))  # (B, C)
+
+
+class ToolkitBertMLMHead(nn.Module):
+    """transform (dense, activation, LayerNorm) then a decoder tied to the word embeddings, plus an output bias."""
+
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__()
+        self.vocab_size = config.vocab_size
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
+        self.act = _activation(config.hidden_act)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.padded_vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states):
+        """(..., C) -> (..., padded_vocab_size) scores; padded rows score `_PAD_LOGIT`."""
+        h = self.norm(self.act(self.dense(hidden_states)))
+        bias = self.bias
+        n_pad = self.decoder.weight.shape[0] - self.vocab_size
+        if n_pad:
+            bias = torch.cat([bias, bias.new_full((n_pad,), _PAD_LOGIT)])
+        return F.linear(h, self.decoder.weight, bias)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# models
+
+
+class ToolkitBertPreTrainedModel(PreTrainedModel):
+    config_class = ToolkitBertConfig
+    base_model_prefix = "bert"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["ToolkitBertEmbeddings", "ToolkitBertLayer"]
+
+    def _init_weights(self, module):
+        """BERT initialisation: N(0, initializer_range) for linear and embedding weights, zero biases, unit
+        LayerNorms, zero padding embedding."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, ToolkitBertMLMHead):
+            init.zeros_(module.bias)
+
+    @staticmethod
+    def _resolve(value, default):
+        return default if value is None else value
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Like transformers' `save_pretrained`; when the classes are registered for the Auto classes (see the
+        package's `register()`), `config.json` gets an `auto_map` naming *every* head, so any Auto class can load the
+        checkpoint with `trust_remote_code=True` where this package is not installed."""
+        if type(self)._auto_class is not None:
+            auto_map = dict(_AUTO_MAP)
+            auto_map.update(getattr(self.config, "auto_map", None) or {})
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+# Auto class -> "<file stem>.<class>" for the `auto_map` of saved checkpoints.
+_AUTO_MAP = {
+    "AutoConfig": "configuration_bert.ToolkitBertConfig",
+    "AutoModel": "modeling_bert.ToolkitBertModel",
+    "AutoModelForMaskedLM": "modeling_bert.ToolkitBertForMaskedLM",
+    "AutoModelForPreTraining": "modeling_bert.ToolkitBertForPreTraining",
+    "AutoModelForSequenceClassification": "modeling_bert.ToolkitBertForSequenceClassification",
+}
+
+
+def _prepare_attention_mask(attention_mask):
+    """(B, T) 1/0 mask -> (B, 1, 1, T) bool mask for attention, or None when nothing is padded."""
+    if attention_mask is None:
+        return None
+    if attention_mask.dim() != 2:
+        raise ValueError("attention_mask must have shape (batch, seq_len)")
+    if not torch.compiler.is_compiling() and bool(attention_mask.all()):
+        return None  # no padding: SDPA takes its mask-free (fastest) kernel
+    return attention_mask.bool()[:, None, None, :]
+
+
+class ToolkitBertModel(ToolkitBertPreTrainedModel):
+    """The bare encoder: returns `last_hidden_state` (B, T, C) and, with the pooling layer, `pooler_output` (B, C).
+
+    Also the encoder half of a seq2seq model: see the module docstring.
+    """
+
+    def __init__(self, config: ToolkitBertConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = ToolkitBertEmbeddings(config)
+        self.encoder = ToolkitBertEncoder(config)
+        self.pooler = ToolkitBertPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        output_attentions = self._resolve(output_attentions, self.config.output_attentions)
+        output_hidden_states = self._resolve(output_hidden_states, self.config.output_hidden_states)
+        return_dict = self._resolve(return_dict, self.config.return_dict)
+
+        x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
+        mask = _prepare_attention_mask(attention_mask)
+        x, hidden_states, attentions = self.encoder(x, mask, output_hidden_states, output_attentions)
+        pooled = self.pooler(x) if self.pooler is not None else None
+        out = BaseModelOutputWithPooling(
+            last_hidden_state=x, pooler_output=pooled, hidden_states=hidden_states, attentions=attentions
+        )
+        return out if return_dict else out.to_tuple()
+
+
+def _mlm_logits_and_loss(head, sequence_output, labels, sparse: bool, vocab_size: int):
+    """Run the MLM head. Returns (logits, loss, prediction_labels) following the dense/sparse convention of
+    `ToolkitBertMaskedLMOutput`."""
+    if labels is not None and sparse:
+        flat_labels = labels.reshape(-1)
+        keep = flat_labels != -100
+        prediction_labels = flat_labels[keep]  # (N,)
+        logits = head(sequence_output.reshape(-1, sequence_output.shape[-1])[keep])  # (N, V_padded)
+        loss = F.cross_entropy(logits.float(), prediction_labels)
+    else:
+        prediction_labels = None
+        logits = head(sequence_output)  # (B, T, V_padded)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+    if logits.shape[-1] != vocab_size:
+        logits = logits[..., :vocab_size]  # drop padded vocabulary rows (a view, no copy)
+    return logits, loss, prediction_labels
+
+
+class ToolkitBertForMaskedLM(ToolkitBertPreTrainedModel):
+    """Encoder + MLM head. With `config.sparse_prediction` and `labels`, the head only runs on masked positions."""
+
+    _tied_weights_keys = {"cls.decoder.weight": "bert.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__(config)
+        self.bert = ToolkitBertModel(config, add_pooling_layer=False)
+        self.cls = ToolkitBertMLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.cls.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.cls.decoder = new_embeddings
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        """labels: (B, T) token ids at masked positions, -100 elsewhere."""
+        return_dict = self._resolve(return_dict, self.config.return_dict)
+        enc = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits, loss, prediction_labels = _mlm_logits_and_loss(
+            self.cls, enc.last_hidden_state, labels, self.config.sparse_prediction, self.config.vocab_size
+        )
+        out = ToolkitBertMaskedLMOutput(
+            loss=loss,
+            logits=logits,
+            prediction_labels=prediction_labels,
+            hidden_states=enc.hidden_states,
+            attentions=enc.attentions,
+        )
+        return out if return_dict else out.to_tuple()
+
+
+class ToolkitBertForPreTraining(ToolkitBertPreTrainedModel):
+    """Encoder + MLM head + (when `config.pretraining_objectives` has "nsp" or "sop") a 2-way sentence-relation head
+    on the pooled [CLS] output. Label 0 = B follows A in order ("IsNext" / "in order"), 1 = random B / swapped."""
+
+    _tied_weights_keys = {"cls.decoder.weight": "bert.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__(config)
+        has_sentence_head = config.sentence_objective is not None
+        self.bert = ToolkitBertModel(config, add_pooling_layer=has_sentence_head)
+        self.cls = ToolkitBertMLMHead(config)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2) if has_sentence_head else None
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.cls.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.cls.decoder = new_embeddings
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        next_sentence_label=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        """labels: (B, T) MLM labels (-100 = not predicted); next_sentence_label: (B,) NSP/SOP labels."""
+        return_dict = self._resolve(return_dict, self.config.return_dict)
+        enc = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits, mlm_loss, prediction_labels = _mlm_logits_and_loss(
+            self.cls, enc.last_hidden_state, labels, self.config.sparse_prediction, self.config.vocab_size
+        )
+        sentence_logits = sentence_loss = None
+        if self.seq_relationship is not None:
+            sentence_logits = self.seq_relationship(enc.pooler_output)  # (B, 2)
+            if next_sentence_label is not None:
+                sentence_loss = F.cross_entropy(sentence_logits.float(), next_sentence_label.reshape(-1))
+        losses = [x for x in (mlm_loss, sentence_loss) if x is not None]
+        loss = sum(losses) if losses else None
+        out = ToolkitBertForPreTrainingOutput(
+            loss=loss,
+            mlm_loss=mlm_loss,
+            sentence_loss=sentence_loss,
+            prediction_logits=logits,
+            seq_relationship_logits=sentence_logits,
+            prediction_labels=prediction_labels,
+            hidden_states=enc.hidden_states,
+            attentions=enc.attentions,
+        )
+        return out if return_dict else out.to_tuple()
+
+
+class ToolkitBertForSequenceClassification(ToolkitBertPreTrainedModel):
+    """Pooled [CLS] -> dropout -> linear. Loss follows `config.problem_type` as in transformers: regression
+    (num_labels == 1, MSE), single_label_classification (integer labels, cross-entropy), or
+    multi_label_classification (float multi-hot labels, BCE-with-logits)."""
+
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = ToolkitBertModel(config, add_pooling_layer=True)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        return_dict = self._resolve(return_dict, self.config.return_dict)
+        enc = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(self.dropout(enc.pooler_output))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            if self.config.problem_type is None:
+                if self.num_labels == 1:
+                    self.config.problem_type = "regression"
+                elif labels.dtype in (torch.long, torch.int):
+                    self.config.problem_type = "single_label_classification"
+                else:
+                    self.config.problem_type = "multi_label_classification"
+            if self.config.problem_type == "regression":
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.squeeze(-1).float())
+            elif self.config.problem_type == "single_label_classification":
+                loss = F.cross_entropy(logits.float().view(-1, self.num_labels), labels.view(-1))
+            else:
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        out = SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions
+        )
+        return out if return_dict else out.to_tuple()
+
+
+__all__ = [
+    "ToolkitBertPreTrainedModel",
+    "ToolkitBertModel",
+    "ToolkitBertForMaskedLM",
+    "ToolkitBertForPreTraining",
+    "ToolkitBertForSequenceClassification",
+    "ToolkitBertMaskedLMOutput",
+    "ToolkitBertForPreTrainingOutput",
+    "eager_attention_forward",
+]
