@@ -1,0 +1,499 @@
+"""Pretrain an ELMo biLM (Peters et al., 2018): forward and backward LSTM language models sharing a token embedder
+(character CNN or word embeddings) and a softmax over a word vocabulary.
+
+What it does: loads text (local files/folders, a Hub dataset, or the embedded demo corpus; Gutenberg headers and
+licences stripped), builds the word vocabulary of the softmax on the training split (most frequent words, with a
+frequency cut-off and a size limit), turns each split into one stream of words (`<s> paragraph </s>` after
+paragraph), cuts the stream into fixed-length windows and trains `ElmoForLanguageModeling` on them. With
+`--carry_state` (as bilm-tf) the stream is split into one row per batch element and consecutive windows of a row
+come in consecutive batches, so LSTM states are carried across windows: left to right for the forward LM and right to
+left (the backward LM reads its own windows from the end of the row) for the backward LM; carried states are part of
+the checkpoint, so resuming is exact. Evaluation always reads the validation stream with carried states and reports
+forward, backward and mean perplexity and the OOV rate of the validation words. Saves model + code (loads with
+`trust_remote_code=True` without the toolkit), tokenizer and a model card; `--push_to_hub` uploads them.
+
+    # quickstart: embedded demo corpus, CPU, a few minutes
+    accelerate launch --cpu --num_processes 1 recipes/pretrain_elmo.py --config recipes/configs/elmo/quickstart.yaml
+    # Project Gutenberg books, validated on WikiText-2 test (about 20 minutes on 2 CPU cores)
+    accelerate launch --cpu --num_processes 1 recipes/pretrain_elmo.py --config recipes/configs/elmo/gutenberg_tiny.yaml
+    # published sizes on your corpus, several GPUs, bf16
+    accelerate launch --multi_gpu --num_processes 8 --mixed_precision bf16 recipes/pretrain_elmo.py \\
+        --config recipes/configs/elmo/original.yaml --train_file corpus/ --output_dir outputs/elmo-original
+    # resume after an interruption
+    accelerate launch recipes/pretrain_elmo.py --config recipes/configs/elmo/small.yaml --resume_from_checkpoint latest
+"""
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from transformers import AutoModelForPreTraining, AutoTokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from toolkit import config  # noqa: E402
+from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets  # noqa: E402
+from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
+from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # noqa: E402
+from toolkit.models.elmo import ElmoConfig, ElmoForLanguageModeling, ElmoTokenizerFast  # noqa: E402
+from toolkit.training import (  # noqa: E402
+    ProgressLogger,
+    TrainingArguments,
+    TrainState,
+    check_output_dir,
+    create_optimizer,
+    create_scheduler,
+    load_checkpoint,
+    make_accelerator,
+    resolve_checkpoint,
+    save_checkpoint,
+    save_final_model,
+    time_budget_exceeded,
+    total_training_steps,
+    training_batches,
+    write_json,
+)
+
+TOKENIZER_DIR = "tokenizer"  # inside output_dir: the vocabulary of this run, reused on resume
+
+
+@dataclass
+class ElmoModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Continue pretraining this checkpoint instead of starting from scratch."}
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "ElmoTokenizerFast folder; default: build the vocabulary from the data."}
+    )
+    vocab_size: int = field(default=50000, metadata={"help": "Softmax vocabulary size (words + 4 special tokens)."})
+    min_frequency: int = field(default=3, metadata={"help": "Words seen fewer times become <unk> for the softmax."})
+    token_embedder: str = field(default="char_cnn", metadata={"help": "char_cnn or word."})
+    char_embedding_dim: int = field(default=16, metadata={"help": "Character embedding size."})
+    char_cnn_widths: list[int] = field(
+        default_factory=lambda: [1, 2, 3, 4, 5, 6, 7], metadata={"help": "Widths of the character convolutions."}
+    )
+    char_cnn_num_filters: list[int] = field(
+        default_factory=lambda: [32, 32, 64, 128, 256, 512, 1024], metadata={"help": "Filters per width."}
+    )
+    num_highway_layers: int = field(default=2, metadata={"help": "Highway layers after the character CNN."})
+    num_layers: int = field(default=2, metadata={"help": "LSTM layers per direction."})
+    cell_size: int = field(default=4096, metadata={"help": "LSTM cell size."})
+    projection_dim: int = field(default=512, metadata={"help": "LSTM projection = representation size."})
+    cell_clip: float | None = field(default=3.0, metadata={"help": "Cell clipping (null: off, fused LSTM)."})
+    proj_clip: float | None = field(default=3.0, metadata={"help": "Projection clipping (null: off)."})
+    use_residual: bool = field(default=True, metadata={"help": "Residual connections between LSTM layers."})
+    dropout: float = field(default=0.1, metadata={"help": "Dropout on LSTM inputs and before the softmax."})
+    softmax_type: str = field(default="full", metadata={"help": "full or adaptive (large vocabularies)."})
+    adaptive_cutoffs: list[int] | None = field(default=None, metadata={"help": "Adaptive softmax cluster bounds."})
+
+    def __post_init__(self):
+        if self.token_embedder not in ("char_cnn", "word"):
+            raise ValueError(f"token_embedder '{self.token_embedder}' is not one of char_cnn, word")
+        if self.softmax_type not in ("full", "adaptive"):
+            raise ValueError(f"softmax_type '{self.softmax_type}' is not one of full, adaptive")
+        if len(self.char_cnn_widths) != len(self.char_cnn_num_filters):
+            raise ValueError("char_cnn_widths and char_cnn_num_filters must have the same length")
+
+    def elmo_config(self, tokenizer) -> ElmoConfig:
+        return ElmoConfig(
+            vocab_size=len(tokenizer),
+            token_embedder=self.token_embedder,
+            char_embedding_dim=self.char_embedding_dim,
+            char_cnn_filters=[[w, n] for w, n in zip(self.char_cnn_widths, self.char_cnn_num_filters)],
+            num_highway_layers=self.num_highway_layers,
+            max_characters_per_token=tokenizer.max_characters_per_token,
+            num_layers=self.num_layers,
+            cell_size=self.cell_size,
+            projection_dim=self.projection_dim,
+            cell_clip=self.cell_clip,
+            proj_clip=self.proj_clip,
+            use_residual=self.use_residual,
+            dropout=self.dropout,
+            softmax_type=self.softmax_type,
+            adaptive_cutoffs=self.adaptive_cutoffs,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+
+
+@dataclass
+class ElmoDataArguments:
+    window_length: int = field(default=20, metadata={"help": "Words per training window (bilm-tf unroll steps)."})
+    carry_state: bool = field(
+        default=True, metadata={"help": "Carry LSTM states across consecutive windows of a row (bilm-tf)."}
+    )
+    eval_window_length: int = field(default=50, metadata={"help": "Words per evaluation window (states carried)."})
+
+    def __post_init__(self):
+        if self.window_length < 2 or self.eval_window_length < 2:
+            raise ValueError("window_length and eval_window_length must be >= 2")
+
+
+def parse_args(argv=None):
+    return config.parse_args(
+        ElmoModelArguments, ElmoDataArguments, DataArguments, TrainingArguments, args=argv, description=__doc__
+    )
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WordStream:
+    """A split as one stream of words: `types` (N,) indexes distinct spellings; each spelling has a vocabulary id
+    (`<unk>` when out of vocabulary) and its character ids."""
+
+    types: np.ndarray  # (N,) int64
+    vocab_of_type: np.ndarray  # (num_types,) int64
+    chars_of_type: np.ndarray  # (num_types, C) int16
+    num_words: int  # words in the text (without <s> </s>)
+    num_oov: int  # of which out of the vocabulary
+
+    @property
+    def oov_rate(self) -> float:
+        return self.num_oov / max(1, self.num_words)
+
+
+def build_stream(split, tokenizer: ElmoTokenizerFast, text_column: str) -> WordStream:
+    """`<s> words </s>` for every paragraph, concatenated in order."""
+    backend = tokenizer.backend_tokenizer
+    vocab = tokenizer.get_vocab()
+    unk, bos, eos = tokenizer.unk_token_id, tokenizer.bos_token, tokenizer.eos_token
+    type_of_word = {bos: 0, eos: 1}
+    stream = []
+    for texts in batch_iterator(split, text_column):
+        for text, encoding in zip(texts, backend.encode_batch(texts, add_special_tokens=False)):
+            words = [text[start:end] for start, end in encoding.offsets]
+            stream.append(0)
+            stream.extend(type_of_word.setdefault(w, len(type_of_word)) for w in words)
+            stream.append(1)
+    words = list(type_of_word)
+    vocab_of_type = np.array([vocab.get(w, unk) for w in words], dtype=np.int64)
+    chars_of_type = np.array(tokenizer.words_to_char_ids(words), dtype=np.int16)
+    types = np.array(stream, dtype=np.int64)
+    is_word = types > 1
+    num_oov = int((vocab_of_type[types[is_word]] == unk).sum())
+    return WordStream(types, vocab_of_type, chars_of_type, int(is_word.sum()), num_oov)
+
+
+class StreamWindows(Dataset):
+    """Fixed-length windows of a `WordStream` with their next-word (forward) and previous-word (backward) targets.
+
+    `rows=None`: the windows tile the stream and are independent (shuffle them). `rows=R`: the stream is cut into R
+    equal rows; item `k * len(row_ids) + i` is window k of row `row_ids[i]` for the forward LM and window `n - 1 - k`
+    for the backward LM, so batches of `len(row_ids)` consecutive items let both LMs carry their states.
+    The forward LM never predicts `<s>` and the backward LM never predicts `</s>` (as in bilm-tf)."""
+
+    def __init__(self, stream: WordStream, length: int, tokenizer, with_chars: bool, rows=None, row_ids=None):
+        self.stream, self.length, self.with_chars = stream, length, with_chars
+        self.bos, self.eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+        n = len(stream.types)
+        if rows is None:
+            self.row_ids, self.row_len, self.windows_per_row = [0], n, n // length
+        else:
+            self.row_ids = list(range(rows)) if row_ids is None else list(row_ids)
+            self.row_len = n // rows
+            self.windows_per_row = self.row_len // length
+        self.carry = rows is not None
+        if self.windows_per_row == 0:
+            raise UserError(f"the text is too short for windows of {length} words x {rows or 1} rows ({n} words)")
+
+    def __len__(self):
+        return self.windows_per_row * len(self.row_ids)
+
+    def _window(self, row: int, k: int, prefix: str) -> dict:
+        start = row * self.row_len + k * self.length
+        types = self.stream.types
+        positions = np.arange(start, start + self.length)
+        vocab = self.stream.vocab_of_type
+        window_types = types[positions]
+        item = {f"{prefix}input_ids": torch.from_numpy(vocab[window_types])}
+        if self.with_chars:
+            item[f"{prefix}char_ids"] = torch.from_numpy(self.stream.chars_of_type[window_types].astype(np.int64))
+        return item, positions
+
+    def _targets(self, positions: np.ndarray, offset: int, never: int) -> torch.Tensor:
+        neighbours = positions + offset
+        inside = (neighbours >= 0) & (neighbours < len(self.stream.types))
+        targets = np.full(len(positions), -100, dtype=np.int64)
+        targets[inside] = self.stream.vocab_of_type[self.stream.types[neighbours[inside]]]
+        targets[targets == never] = -100
+        return torch.from_numpy(targets)
+
+    def __getitem__(self, index: int) -> dict:
+        k, i = divmod(index, len(self.row_ids))
+        row = self.row_ids[i]
+        item, positions = self._window(row, k, "")
+        item["forward_labels"] = self._targets(positions, +1, self.bos)
+        if not self.carry:
+            item["backward_labels"] = self._targets(positions, -1, self.eos)
+            return item
+        backward, back_positions = self._window(row, self.windows_per_row - 1 - k, "backward_")
+        item.update(backward)
+        item["backward_labels"] = self._targets(back_positions, -1, self.eos)
+        return item
+
+
+class CarriedStates:
+    """LSTM states carried from one training batch to the next; saved in checkpoints so resume is exact."""
+
+    def __init__(self):
+        self.states = None
+
+    def state_dict(self):
+        return {
+            "h": None if self.states is None else self.states[0].cpu(),
+            "c": None if self.states is None else self.states[1].cpu(),
+        }
+
+    def load_state_dict(self, sd):
+        self.states = None if sd["h"] is None else (sd["h"], sd["c"])
+
+
+def stream_loader(stream, length, tokenizer, with_chars, batch_size, accelerator, carry: bool, shuffle: bool):
+    """DataLoader of windows. Carried states: this process reads its own rows in order (not `prepare`d); its own
+    generator keeps the DataLoader's seed draw out of the global RNG stream that dropout uses (exact resume)."""
+    if carry:
+        rows = batch_size * accelerator.num_processes
+        mine = range(accelerator.process_index * batch_size, (accelerator.process_index + 1) * batch_size)
+        dataset = StreamWindows(stream, length, tokenizer, with_chars, rows=rows, row_ids=mine)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator().manual_seed(0))
+    dataset = StreamWindows(stream, length, tokenizer, with_chars)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------------
+
+
+def evaluate(model, loader, accelerator) -> dict:
+    """Forward, backward and mean perplexity over the stream (states carried across windows)."""
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # nll fwd, count fwd, nll bwd, count bwd
+    states = None
+    for batch in loader:
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with torch.no_grad():
+            out = model(**batch, initial_states=states, return_final_states=True, return_logits=False)
+        states = out.final_states
+        totals += torch.stack(
+            [
+                out.forward_loss.double() * out.num_forward_targets,
+                out.num_forward_targets.double(),
+                out.backward_loss.double() * out.num_backward_targets,
+                out.num_backward_targets.double(),
+            ]
+        )
+    model.train()
+    totals = accelerator.reduce(totals, reduction="sum")
+    fwd = (totals[0] / totals[1].clamp(min=1)).item()
+    bwd = (totals[2] / totals[3].clamp(min=1)).item()
+    return {
+        "eval_loss": round(0.5 * (fwd + bwd), 4),
+        "eval_forward_perplexity": round(math.exp(min(fwd, 50.0)), 3),
+        "eval_backward_perplexity": round(math.exp(min(bwd, 50.0)), 3),
+        "eval_perplexity": round(math.exp(min(0.5 * (fwd + bwd), 50.0)), 3),
+        "eval_words": int(totals[1].item()),
+    }
+
+
+# --- main -----------------------------------------------------------------------------------------------------------
+
+
+@exit_on_user_error
+def main(
+    model_args: ElmoModelArguments, elmo_args: ElmoDataArguments, data_args: DataArguments, args: TrainingArguments
+):
+    # --- accelerator, seed, resume ---
+    accelerator = make_accelerator(args)  # also seeds every RNG with args.seed
+    resume = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    check_output_dir(args.output_dir, resume, args.overwrite_output_dir)
+    start_time = time.perf_counter()
+
+    # --- data and vocabulary ---
+    with accelerator.main_process_first():
+        raw = load_raw_datasets(data_args, need_validation=True, seed=args.seed)
+    if "train" not in raw:
+        raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
+    check_columns(raw["train"], [data_args.text_column], "the training data")
+    tokenizer_dir = os.path.join(args.output_dir, TOKENIZER_DIR)
+    with accelerator.main_process_first():
+        source = model_args.tokenizer_name or model_args.model_name_or_path
+        if source:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        else:
+            if accelerator.is_main_process and not (resume and os.path.isdir(tokenizer_dir)):
+                texts = batch_iterator(raw["train"], data_args.text_column)
+                trained = ElmoTokenizerFast.train_from_iterator(
+                    texts, vocab_size=model_args.vocab_size, min_frequency=model_args.min_frequency
+                )
+                trained.save_pretrained(tokenizer_dir)
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if not hasattr(tokenizer, "words_to_char_ids"):
+        raise UserError(f"tokenizer {source} is not an ElmoTokenizerFast (it must return char_ids)")
+    train_stream = build_stream(raw["train"], tokenizer, data_args.text_column)
+    eval_stream = build_stream(raw["validation"], tokenizer, data_args.text_column)
+    accelerator.print(
+        f"vocabulary {len(tokenizer)} words; train stream {len(train_stream.types)} tokens "
+        f"(OOV {train_stream.oov_rate:.2%}), validation {len(eval_stream.types)} tokens (OOV {eval_stream.oov_rate:.2%})"
+    )
+
+    # --- model ---
+    if model_args.model_name_or_path:
+        model = AutoModelForPreTraining.from_pretrained(model_args.model_name_or_path)
+    else:
+        model = ElmoForLanguageModeling(model_args.elmo_config(tokenizer))
+    with_chars = model.config.token_embedder == "char_cnn"
+    n_params = sum(p.numel() for p in model.elmo.parameters())
+    accelerator.print(f"model: ElmoForLanguageModeling, {n_params / 1e6:.2f} M parameters without the softmax")
+    model.to(accelerator.device)
+
+    train_loader = stream_loader(
+        train_stream,
+        elmo_args.window_length,
+        tokenizer,
+        with_chars,
+        args.per_device_train_batch_size,
+        accelerator,
+        carry=elmo_args.carry_state,
+        shuffle=True,
+    )
+    eval_loader = stream_loader(
+        eval_stream,
+        elmo_args.eval_window_length,
+        tokenizer,
+        with_chars,
+        args.per_device_eval_batch_size,
+        accelerator,
+        carry=True,
+        shuffle=False,
+    )
+
+    # --- optimizer and schedule ---
+    optimizer = create_optimizer(model, args)
+    batches_per_epoch = len(train_loader) if elmo_args.carry_state else len(train_loader) // accelerator.num_processes
+    total_steps, num_epochs = total_training_steps(args, batches_per_epoch)
+    scheduler = create_scheduler(optimizer, args, total_steps)
+    if elmo_args.carry_state:  # each process reads its own rows in order
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:
+        model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    accelerator.register_for_checkpointing(scheduler)
+    carried = CarriedStates()
+    accelerator.register_for_checkpointing(carried)
+    state = load_checkpoint(accelerator, resume) if resume else TrainState()
+    if accelerator.is_main_process:
+        accelerator.init_trackers("pretrain_elmo", config=config.to_dict(model_args, elmo_args, data_args, args))
+
+    # --- training loop ---
+    progress = ProgressLogger(accelerator, total_steps, state, args.logging_steps)
+    train_start = time.perf_counter()
+    if state.global_step == 0 and args.eval_steps:
+        progress.record(evaluate(model, eval_loader, accelerator))
+    eval_metrics = {}
+    for batch in training_batches(accelerator, train_loader, state, num_epochs):
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        if state.batch_in_epoch == 1:  # a new pass over the stream starts without context
+            carried.states = None
+        with accelerator.accumulate(model):
+            out = model(
+                **batch,
+                initial_states=carried.states if elmo_args.carry_state else None,
+                return_final_states=elmo_args.carry_state,
+                return_logits=False,
+            )
+            loss = out.loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        if elmo_args.carry_state:
+            carried.states = tuple(s.detach() for s in out.final_states)
+        progress.update(loss, n_tokens=out.num_forward_targets)
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
+        state.global_step += 1
+        progress.step(scheduler.get_last_lr()[0])
+        if args.eval_steps and state.global_step % args.eval_steps == 0:
+            eval_metrics = evaluate(model, eval_loader, accelerator)
+            progress.record(eval_metrics)
+        if args.save_steps and state.global_step % args.save_steps == 0:
+            save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
+        if state.global_step >= total_steps or time_budget_exceeded(accelerator, train_start, args.max_time_minutes):
+            break
+    progress.log(scheduler.get_last_lr()[0])  # flush a partial logging window
+    progress.close()
+    accelerator.print(progress.throughput_line())
+    if not eval_metrics or not args.eval_steps or state.global_step % args.eval_steps:
+        eval_metrics = evaluate(model, eval_loader, accelerator)
+        progress.record(eval_metrics)
+    eval_metrics["eval_oov_rate"] = round(eval_stream.oov_rate, 4)
+
+    # --- final save ---
+    final_metrics = {
+        **eval_metrics,
+        "train_loss": progress.last_loss,
+        "global_step": state.global_step,
+        "train_runtime_s": round(time.perf_counter() - start_time, 1),
+        "tokens_seen": state.tokens_seen,
+        "params_without_softmax": n_params,
+    }
+    run_config = config.to_dict(model_args, elmo_args, data_args, args)
+    unwrapped = save_final_model(accelerator, model, tokenizer, args.output_dir, run_config, final_metrics)
+    if accelerator.is_main_process:
+        write_json(os.path.join(args.output_dir, "log_history.json"), state.log_history)
+        data_name = data_args.dataset_name or data_args.train_file or "text"
+        eval_name = data_args.validation_file or data_name
+        write_model_card(
+            args.output_dir,
+            CardInfo(
+                title=os.path.basename(os.path.normpath(args.output_dir)),
+                summary=(
+                    f"An ELMo biLM (`toolkit_elmo`, {n_params / 1e6:.1f} M parameters without the softmax, "
+                    f"{unwrapped.config.token_embedder} input) pretrained on `{data_name}` for {state.global_step} "
+                    "steps. Load the layer representations with `AutoModel.from_pretrained(..., "
+                    "trust_remote_code=True)`; the tokenizer returns `input_ids` and `char_ids`."
+                ),
+                datasets=[str(data_name)],
+                tags=["elmo", "bilm", "language-modeling"],
+                pipeline_tag="feature-extraction",
+            ),
+            config=unwrapped.config,
+            run_config=run_config,
+            metrics=[
+                CardMetric(
+                    "language-modeling",
+                    "perplexity",
+                    eval_metrics["eval_forward_perplexity"],
+                    str(eval_name),
+                    "validation",
+                    metric_name="forward perplexity",
+                ),
+                CardMetric(
+                    "language-modeling",
+                    "perplexity",
+                    eval_metrics["eval_backward_perplexity"],
+                    str(eval_name),
+                    "validation",
+                    metric_name="backward perplexity",
+                ),
+            ],
+        )
+        accelerator.print(json.dumps(final_metrics))
+        accelerator.print(f"model saved to {os.path.abspath(args.output_dir)}")
+        if args.push_to_hub:
+            accelerator.print(f"pushed to {push_folder(args.output_dir, args.hub_model_id, args.hub_private)}")
+    accelerator.end_training()
+    return final_metrics
+
+
+if __name__ == "__main__":
+    main(*parse_args())

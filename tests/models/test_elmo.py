@@ -1,0 +1,421 @@
+"""Tests of the ELMo family: shapes, directionality, clipping paths, state carrying, OOV words, training, tokenizer and
+checkpoint loading without the toolkit."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification, AutoTokenizer
+
+from toolkit.models.elmo import (
+    ELMO_PRESETS,
+    ElmoConfig,
+    ElmoForLanguageModeling,
+    ElmoForSequenceClassification,
+    ElmoModel,
+    ElmoTokenizerFast,
+    register,
+)
+
+CORPUS = [
+    "the cat sat on the mat .",
+    "the dog sat on the log .",
+    "a cat and a dog played in the garden .",
+    "the bird sang a song in the tree .",
+    "she read the book , and he wrote a letter .",
+    "they walked to the river and sat down .",
+] * 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _register_and_one_thread():
+    register()
+    # tiny models gain nothing from intra-op threads, and threads fight when the CPU is shared
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return ElmoTokenizerFast.train_from_iterator(CORPUS, vocab_size=99, min_frequency=1)
+
+
+def tiny_config(token_embedder="char_cnn", **kwargs):
+    defaults = dict(
+        vocab_size=99,
+        token_embedder=token_embedder,
+        char_embedding_dim=8,
+        char_cnn_filters=[[1, 8], [2, 8], [3, 16]],
+        num_highway_layers=1,
+        num_layers=2,
+        cell_size=32,
+        projection_dim=16,
+        cell_clip=3.0,
+        proj_clip=3.0,
+        dropout=0.0,
+        task_hidden_size=16,
+        task_attention_dim=16,
+        classifier_dropout=0.0,
+    )
+    defaults.update(kwargs)
+    return ElmoConfig(**defaults)
+
+
+def random_batch(batch_size=2, seq_len=7, vocab_size=99, generator_seed=0):
+    g = torch.Generator().manual_seed(generator_seed)
+    input_ids = torch.randint(4, vocab_size, (batch_size, seq_len), generator=g)
+    char_ids = torch.randint(1, 262, (batch_size, seq_len, 50), generator=g)
+    return input_ids, char_ids
+
+
+# --- shapes ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token_embedder", ["char_cnn", "word"])
+def test_shapes_of_every_layer_and_head(token_embedder):
+    torch.manual_seed(0)
+    config = tiny_config(token_embedder, num_labels=3)
+    input_ids, char_ids = random_batch()
+    mask = torch.ones_like(input_ids)
+    mask[1, 5:] = 0
+    out = ElmoModel(config).eval()(
+        input_ids=input_ids, char_ids=char_ids, attention_mask=mask, return_final_states=True
+    )
+    assert len(out.hidden_states) == config.num_layers + 1
+    for layer in out.hidden_states:
+        assert layer.shape == (2, 7, 2 * config.projection_dim)
+        assert torch.all(layer[1, 5:] == 0)  # padding is zeroed
+    assert out.stacked_hidden_states.shape == (2, config.num_layers + 1, 7, 32)
+    assert torch.equal(out.last_hidden_state, out.hidden_states[-1])
+    # layer 0 is the token representation duplicated
+    assert torch.equal(out.hidden_states[0][..., :16], out.hidden_states[0][..., 16:])
+    h, c = out.final_states
+    assert h.shape == (config.num_layers, 2, 2, 16) and c.shape == (config.num_layers, 2, 2, 32)
+
+    lm = ElmoForLanguageModeling(config)(input_ids=input_ids, char_ids=char_ids, attention_mask=mask, labels=input_ids)
+    assert lm.forward_logits.shape == lm.backward_logits.shape == (2, 7, 99)
+    assert lm.loss.shape == () and lm.num_forward_targets.item() == 6 + 4  # last valid word predicts nothing
+    clf = ElmoForSequenceClassification(config)(input_ids=input_ids, char_ids=char_ids, attention_mask=mask)
+    assert clf.logits.shape == (2, 3)
+
+
+# --- directionality -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token_embedder", ["char_cnn", "word"])
+def test_forward_lm_sees_only_past_and_backward_lm_only_future(token_embedder):
+    torch.manual_seed(0)
+    config = tiny_config(token_embedder)
+    model = ElmoModel(config).eval()
+    input_ids, char_ids = random_batch(batch_size=1, seq_len=9)
+    t = 4
+    P = config.projection_dim
+
+    def layers(ids, chars):
+        out = model(input_ids=ids, char_ids=chars)
+        return [h[0] for h in out.hidden_states[1:]]  # each (T, 2P)
+
+    base = layers(input_ids, char_ids)
+    later_ids, later_chars = input_ids.clone(), char_ids.clone()
+    later_ids[0, t + 1 :] = (later_ids[0, t + 1 :] + 7) % 95 + 4
+    later_chars[0, t + 1 :] = (later_chars[0, t + 1 :] + 11) % 261 + 1
+    earlier_ids, earlier_chars = input_ids.clone(), char_ids.clone()
+    earlier_ids[0, :t] = (earlier_ids[0, :t] + 7) % 95 + 4
+    earlier_chars[0, :t] = (earlier_chars[0, :t] + 11) % 261 + 1
+    changed_later = layers(later_ids, later_chars)
+    changed_earlier = layers(earlier_ids, earlier_chars)
+    for layer, after, before in zip(base, changed_later, changed_earlier):
+        # future words changed: forward states up to t identical, backward state at t differs
+        torch.testing.assert_close(after[: t + 1, :P], layer[: t + 1, :P], rtol=0, atol=0)
+        assert not torch.allclose(after[t, P:], layer[t, P:])
+        # past words changed: backward states from t on identical, forward state at t differs
+        torch.testing.assert_close(before[t:, P:], layer[t:, P:], rtol=0, atol=0)
+        assert not torch.allclose(before[t, :P], layer[t, :P])
+
+
+def test_padding_does_not_change_states():
+    """Right padding must not leak into the backward LM (which reads each sequence from its own last word)."""
+    torch.manual_seed(0)
+    model = ElmoModel(tiny_config()).eval()
+    input_ids, char_ids = random_batch(batch_size=2, seq_len=8)
+    mask = torch.ones_like(input_ids)
+    mask[0, 5:] = 0
+    padded = model(input_ids=input_ids, char_ids=char_ids, attention_mask=mask)
+    alone = model(input_ids=input_ids[:1, :5], char_ids=char_ids[:1, :5])
+    for a, b in zip(padded.hidden_states, alone.hidden_states):
+        torch.testing.assert_close(a[0, :5], b[0], rtol=1e-5, atol=1e-6)
+
+
+# --- LSTM paths and states ------------------------------------------------------------------------------------------
+
+
+def _set_implementation(model, implementation):
+    for module in model.modules():
+        if hasattr(module, "implementation"):
+            module.implementation = implementation
+
+
+def test_fused_and_stepwise_lstm_agree_without_clipping():
+    torch.manual_seed(0)
+    config = tiny_config(cell_clip=None, proj_clip=None)
+    model = ElmoModel(config).eval()
+    input_ids, char_ids = random_batch(batch_size=3, seq_len=6)
+    mask = torch.ones_like(input_ids)
+    mask[2, 4:] = 0
+    states = (torch.randn(2, 2, 3, 16) * 0.5, torch.randn(2, 2, 3, 32) * 0.5)
+    kwargs = dict(input_ids=input_ids, char_ids=char_ids, attention_mask=mask, return_final_states=True)
+    _set_implementation(model, "fused")
+    fused = model(**kwargs, initial_states=states)
+    _set_implementation(model, "stepwise")
+    stepwise = model(**kwargs, initial_states=states)
+    for a, b in zip(fused.hidden_states, stepwise.hidden_states):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused.final_states, stepwise.final_states, rtol=1e-5, atol=1e-5)
+    # gradients agree as well
+    for implementation in ("fused", "stepwise"):
+        model.zero_grad()
+        _set_implementation(model, implementation)
+        model(**kwargs).last_hidden_state.pow(2).sum().backward()
+        grads = [p.grad.clone() for p in model.encoder.parameters()]
+        if implementation == "fused":
+            fused_grads = grads
+    for a, b in zip(fused_grads, grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_clipping_is_applied():
+    torch.manual_seed(0)
+    model = ElmoModel(tiny_config(cell_clip=0.05, proj_clip=0.01)).eval()
+    assert not model.encoder.forward_layers[0].use_fused()  # "auto" picks the step-wise cell
+    input_ids, char_ids = random_batch()
+    out = model(input_ids=input_ids, char_ids=char_ids, return_final_states=True)
+    h, c = out.final_states
+    assert c.abs().max() <= 0.05 + 1e-7
+    # first layer outputs are projections clipped to 0.01 (deeper layers add the residual)
+    assert out.hidden_states[1].abs().max() <= 0.01 + 1e-7
+
+
+def test_carried_states_equal_one_long_sequence():
+    """Forward state carried left-to-right and backward state carried right-to-left across two windows give the same
+    states as reading the whole sequence (what bilm-tf-style stream training relies on)."""
+    torch.manual_seed(0)
+    model = ElmoModel(tiny_config()).eval()
+    input_ids, char_ids = random_batch(batch_size=2, seq_len=10)
+    whole = model(input_ids=input_ids, char_ids=char_ids)
+    first = model(input_ids=input_ids[:, :6], char_ids=char_ids[:, :6], return_final_states=True)
+    second = model(
+        input_ids=input_ids[:, 6:],
+        char_ids=char_ids[:, 6:],
+        initial_states=first.final_states,
+        return_final_states=True,
+    )
+    P = 16
+    for layer in range(1, 3):
+        torch.testing.assert_close(second.hidden_states[layer][..., :P], whole.hidden_states[layer][:, 6:, :P])
+    # backward: read the right window first, then the left one starting from its state
+    right = model(input_ids=input_ids[:, 6:], char_ids=char_ids[:, 6:], return_final_states=True)
+    left = model(
+        input_ids=input_ids[:, :6],
+        char_ids=char_ids[:, :6],
+        initial_states=right.final_states,
+    )
+    for layer in range(1, 3):
+        torch.testing.assert_close(left.hidden_states[layer][..., P:], whole.hidden_states[layer][:, :6, P:])
+
+
+# --- representations ------------------------------------------------------------------------------------------------
+
+
+def test_scalar_mix_weights_sum_to_one_and_mix_layers():
+    torch.manual_seed(0)
+    model = ElmoForSequenceClassification(tiny_config(scalar_mix_layer_norm=False))
+    with torch.no_grad():
+        model.scalar_mix.scalar_parameters.copy_(torch.tensor([0.3, -1.0, 2.0]))
+        model.scalar_mix.gamma.fill_(1.7)
+    weights = model.scalar_mix.weights()
+    torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
+    assert torch.all(weights > 0)
+    stacked = torch.randn(2, 3, 5, 32)
+    expected = 1.7 * sum(weights[j] * stacked[:, j] for j in range(3))
+    torch.testing.assert_close(model.scalar_mix(stacked), expected)
+
+
+def test_unseen_word_gets_character_dependent_representation(tokenizer):
+    torch.manual_seed(0)
+    model = ElmoModel(tiny_config(vocab_size=len(tokenizer))).eval()
+    enc = tokenizer(["the zyxwvut sat", "the qwertyuiop sat"], return_tensors="pt")
+    unk = tokenizer.unk_token_id
+    assert enc["input_ids"][0, 2].item() == unk and enc["input_ids"][1, 2].item() == unk
+    out = model(**enc)
+    rep_a, rep_b = out.hidden_states[0][0, 2], out.hidden_states[0][1, 2]
+    assert rep_a.abs().sum() > 0
+    assert not torch.allclose(rep_a, rep_b)  # both are <unk> words, yet their characters differ
+    assert not torch.allclose(out.last_hidden_state[0, 2], out.last_hidden_state[1, 2])
+
+
+def test_character_cnn_shortcuts_are_exact(tokenizer):
+    """De-duplicating words and trimming trailing padding characters give the plain per-token CNN result."""
+    torch.manual_seed(0)
+    model = ElmoModel(tiny_config(vocab_size=len(tokenizer))).eval()
+    enc = tokenizer(["the cat sat on the mat , the cat", "a dog"], padding=True, return_tensors="pt")
+    encoder = model.token_embedder
+    fast = encoder(enc["char_ids"])  # (B, T, P)
+    plain = encoder.embed_words(enc["char_ids"].view(-1, 50)).view(*enc["char_ids"].shape[:2], -1)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+
+
+# --- training -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"token_embedder": "word"}, {"softmax_type": "adaptive", "adaptive_cutoffs": [8, 20]}],
+    ids=["char_cnn", "word", "adaptive_softmax"],
+)
+def test_loss_goes_down_on_tiny_batch(tokenizer, overrides):
+    torch.manual_seed(0)
+    model = ElmoForLanguageModeling(tiny_config(vocab_size=len(tokenizer), **overrides))
+    batch = tokenizer(CORPUS[:6], padding=True, return_tensors="pt")
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+    losses = []
+    for _ in range(40):
+        out = model(**batch, labels=batch["input_ids"])
+        losses.append(out.loss.item())
+        torch.testing.assert_close(out.loss, 0.5 * (out.forward_loss + out.backward_loss))
+        if len(losses) == 1 and overrides.get("softmax_type") != "adaptive":  # training shortcut: same loss
+            fast = model(**batch, labels=batch["input_ids"], return_logits=False)
+            assert fast.forward_logits is None
+            torch.testing.assert_close(fast.loss, out.loss)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_classifier_freezes_bilm_by_default():
+    torch.manual_seed(0)
+    input_ids, char_ids = random_batch(batch_size=4)
+    labels = torch.tensor([0, 1, 0, 1])
+    for freeze in (True, False):
+        model = ElmoForSequenceClassification(tiny_config(freeze_bilm=freeze, num_labels=2))
+        model.train()
+        bilm_before = [p.detach().clone() for p in model.elmo.parameters()]
+        mix_before = model.scalar_mix.scalar_parameters.detach().clone()
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+        out = model(input_ids=input_ids, char_ids=char_ids, labels=labels)
+        out.loss.backward()
+        optimizer.step()
+        bilm_changed = any(not torch.equal(a, b) for a, b in zip(bilm_before, model.elmo.parameters()))
+        assert bilm_changed is (not freeze)
+        assert not model.elmo.training or not freeze
+        assert not torch.equal(mix_before, model.scalar_mix.scalar_parameters)
+
+
+def test_published_sizes_parameter_counts():
+    expected = {"small": 13.6e6, "medium": 28.0e6, "original": 93.6e6}
+    for name in ELMO_PRESETS:
+        with torch.device("meta"):
+            model = ElmoModel(ElmoConfig.from_preset(name, vocab_size=10))
+        count = sum(p.numel() for p in model.parameters())
+        assert abs(count - expected[name]) / expected[name] < 0.02, (name, count)
+
+
+# --- tokenizer and checkpoints --------------------------------------------------------------------------------------
+
+
+def test_tokenizer_char_ids_and_round_trip(tokenizer, tmp_path):
+    enc = tokenizer(["the cat sat .", "a dog"], padding=True)
+    assert enc["input_ids"][0][0] == tokenizer.bos_token_id and enc["input_ids"][0][-1] == tokenizer.eos_token_id
+    assert len(enc["char_ids"][1]) == len(enc["input_ids"][1]) == 6
+    cat = enc["char_ids"][0][2]
+    assert cat[:5] == [257, ord("c") + 1, ord("a") + 1, ord("t") + 1, 258] and len(cat) == 50
+    assert enc["char_ids"][1][-1] == [0] * 50 and enc["attention_mask"][1][-1] == 0  # padding token
+    # punctuation is split off, unknown words keep their characters
+    assert tokenizer.split_words("don't stop!") == ["don", "'", "t", "stop", "!"]
+
+    tokenizer.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert "AutoTokenizer" in config.get("auto_map", {})
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert type(loaded).__name__ == "ElmoTokenizerFast"
+    assert loaded.get_vocab() == tokenizer.get_vocab()
+    texts = ["the zebra sat on the mat !", "they walked"]
+    a = tokenizer(texts, padding=True, return_tensors="pt")
+    b = loaded(texts, padding=True, return_tensors="pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # pre-tokenized input and collator-style padding give the same char ids
+    c = loaded([["the", "zebra", "sat"]], is_split_into_words=True)
+    assert c["char_ids"][0][2] == a["char_ids"][0][2].tolist()
+    single = loaded("the cat", return_tensors="pt")
+    assert single["input_ids"].shape == (1, 4) and single["char_ids"].shape == (1, 4, 50)
+    padded = loaded.pad([loaded("the cat"), loaded("the cat sat on")], return_tensors="pt")
+    assert padded["char_ids"].shape == (2, 6, 50)
+
+
+def test_save_and_load_with_trust_remote_code_without_toolkit(tokenizer, tmp_path):
+    torch.manual_seed(0)
+    model = ElmoForLanguageModeling(tiny_config(vocab_size=len(tokenizer))).eval()
+    checkpoint = tmp_path / "ckpt"
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    for name in ("configuration_elmo.py", "modeling_elmo.py", "tokenization_elmo.py"):
+        assert (checkpoint / name).exists()
+    auto_map = json.loads((checkpoint / "config.json").read_text())["auto_map"]
+    assert {"AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForSequenceClassification"} <= set(
+        auto_map
+    )
+    texts = ["the cat sat on the zyxw mat .", "a dog"]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**enc, labels=enc["input_ids"], output_hidden_states=True)
+
+    # in-process Auto classes (registered)
+    assert type(AutoModelForPreTraining.from_pretrained(checkpoint)).__name__ == "ElmoForLanguageModeling"
+    assert type(AutoModel.from_pretrained(checkpoint)).__name__ == "ElmoModel"
+    clf = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
+    assert type(clf).__name__ == "ElmoForSequenceClassification"
+
+    # a process where importing toolkit fails
+    hidden = tmp_path / "hidden" / "toolkit"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text('raise ImportError("toolkit hidden")\n')
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from transformers import AutoModelForPreTraining, AutoTokenizer
+        try:
+            import toolkit
+            raise SystemExit("toolkit importable")
+        except ImportError:
+            pass
+        tok = AutoTokenizer.from_pretrained({str(checkpoint)!r}, trust_remote_code=True)
+        model = AutoModelForPreTraining.from_pretrained({str(checkpoint)!r}, trust_remote_code=True).eval()
+        enc = tok({texts!r}, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            out = model(**enc, labels=enc["input_ids"], output_hidden_states=True)
+        torch.save({{"enc": dict(enc), "loss": out.loss, "logits": out.forward_logits,
+                    "hidden": out.hidden_states[-1], "tok": type(tok).__name__}}, {str(tmp_path / "out.pt")!r})
+        """
+    )
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(tmp_path / "hidden"),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = torch.load(tmp_path / "out.pt")
+    assert got["tok"] == "ElmoTokenizerFast"
+    for key in enc:
+        assert torch.equal(got["enc"][key], enc[key]), key
+    torch.testing.assert_close(got["loss"], expected.loss)
+    torch.testing.assert_close(got["logits"], expected.forward_logits)
+    torch.testing.assert_close(got["hidden"], expected.hidden_states[-1])
