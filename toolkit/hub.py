@@ -11,7 +11,14 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from toolkit.errors import UserError
 
 # What never goes to the Hub from an output folder: resumable checkpoints and tracker logs.
-UPLOAD_IGNORE = ["checkpoints/*", "checkpoints/**", "runs/*", "runs/**", "*.tmp", "**/*.tmp"]
+UPLOAD_IGNORE = [
+    "checkpoints/**",  # resumable training state
+    "runs/**",  # tracker logs
+    "best_model/**",  # classification: already copied to the top level
+    "converted_backbone/**",  # classification: the HF BERT converted before fine-tuning
+    "scratch_tokenizer/**",
+    "**/*.tmp",
+]
 
 
 @dataclass

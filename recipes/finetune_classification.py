@@ -1,0 +1,450 @@
+"""Fine-tune a sentence (or sentence-pair) classifier on a pretrained backbone, or train the BiLSTM baseline from scratch.
+
+Backbones (`--model_name_or_path`):
+- a toolkit BERT checkpoint (`toolkit_bert`): [CLS]-pooler -> dropout -> linear, whole network fine-tuned;
+- a toolkit ELMo checkpoint (`toolkit_elmo`): frozen biLM with a learned scalar mix of its layers -> task BiLSTM ->
+  attention pooling (Peters et al., 2018); `--elmo_full_finetune` trains the biLM too;
+- any Hugging Face BERT-compatible folder (`model_type: bert`, e.g. all-MiniLM-L6-v2): converted on the fly to
+  `toolkit_bert` with `toolkit.models.bert.convert` (written to `<output_dir>/converted_backbone`);
+- `scratch`: word embeddings + BiLSTM + attention pooling (`toolkit.models.bilstm`) with a word vocabulary built
+  from the training texts.
+
+Data: `--dataset_name glue --dataset_config_name sst2` (Hub) or local `--train_file/--validation_file/--test_file`
+(tsv/csv/jsonl/json), `--text_column`, optional `--text_pair_column`, `--label_column` (ints or strings). The label
+mapping is stored in the saved config (`id2label` / `label2id`); validation/test labels the model never saw are a
+one-line error.
+
+Outputs in `--output_dir`: the best model (by `--metric_for_best_model` on validation, `--early_stopping_patience`
+evaluations without improvement stop training), its tokenizer and code, `all_results.json`,
+`{validation,test}_predictions.tsv` (text, gold, predicted, probability), `{validation,test}_confusion_matrix.png`,
+`README.md` (model card, results as model-index); `--push_to_hub` uploads the folder.
+
+    # demo data, CPU, a few minutes
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/finetune_classification.py \
+        --config recipes/configs/classification/quickstart.yaml
+    # SST-2 with a toolkit BERT, 2 processes
+    accelerate launch --multi_gpu --num_processes 2 recipes/finetune_classification.py \
+        --config recipes/configs/classification/sst2_bert.yaml
+    # GLUE from the Hub, sentence pairs
+    accelerate launch recipes/finetune_classification.py --model_name_or_path my_bert --dataset_name glue \
+        --dataset_config_name mrpc --text_column sentence1 --text_pair_column sentence2 --output_dir outputs/mrpc
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import toolkit  # noqa: E402,F401  (registers the model families with the Auto classes)
+from toolkit import config as toolkit_config  # noqa: E402
+from toolkit.data import DataArguments, check_columns, load_raw_datasets  # noqa: E402
+from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
+from toolkit.evaluation import classification_scores  # noqa: E402
+from toolkit.evaluation.evaluate_model import (  # noqa: E402
+    classification_collator,
+    label_ids,
+    label_key,
+    predict_classification,
+    write_classification_outputs,
+)
+from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # noqa: E402
+from toolkit.training import (  # noqa: E402
+    TrainingArguments,
+    TrainState,
+    check_output_dir,
+    create_optimizer,
+    create_scheduler,
+    load_checkpoint,
+    make_accelerator,
+    resolve_checkpoint,
+    save_checkpoint,
+    total_training_steps,
+    training_batches,
+)
+from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded, write_json  # noqa: E402
+
+METRICS = ("accuracy", "macro_f1", "matthews_correlation")
+
+
+@dataclass
+class ClassificationArguments:
+    model_name_or_path: str = field(
+        default="scratch",
+        metadata={"help": "toolkit BERT/ELMo checkpoint, a HF BERT-compatible folder, or 'scratch' (BiLSTM)."},
+    )
+    text_pair_column: str | None = field(default=None, metadata={"help": "Second text column (sentence pairs)."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the labels (ints or strings)."})
+    max_seq_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
+    classifier_dropout: float | None = field(default=None, metadata={"help": "Head dropout (default: model's)."})
+    elmo_full_finetune: bool = field(
+        default=False, metadata={"help": "ELMo: fine-tune the biLM too (default: frozen biLM, learned scalar mix)."}
+    )
+    scratch_vocab_size: int = field(default=20000, metadata={"help": "Scratch: word vocabulary size."})
+    scratch_min_frequency: int = field(default=1, metadata={"help": "Scratch: minimum count of a vocabulary word."})
+    scratch_embedding_size: int = field(default=300, metadata={"help": "Scratch: word embedding size."})
+    scratch_hidden_size: int = field(default=256, metadata={"help": "Scratch: LSTM size per direction."})
+    scratch_num_layers: int = field(default=1, metadata={"help": "Scratch: stacked LSTM layers."})
+    scratch_pooling: str = field(default="attention", metadata={"help": "Scratch: attention, max or mean."})
+    group_by_length: bool = field(
+        default=False,
+        metadata={"help": "Batch training examples of similar length (much less padding; same order every epoch)."},
+    )
+    metric_for_best_model: str = field(default="accuracy", metadata={"help": f"One of {', '.join(METRICS)}."})
+    early_stopping_patience: int = field(
+        default=0, metadata={"help": "Stop after N evaluations without improvement (0: never stop early)."}
+    )
+    load_best_model_at_end: bool = field(
+        default=True, metadata={"help": "Save and test the best validation model rather than the last one."}
+    )
+
+    def __post_init__(self):
+        if self.metric_for_best_model not in METRICS:
+            raise ValueError(
+                f"metric_for_best_model '{self.metric_for_best_model}' is not one of {', '.join(METRICS)}"
+            )
+        if self.scratch_pooling not in ("attention", "max", "mean"):
+            raise ValueError(f"scratch_pooling '{self.scratch_pooling}' is not one of attention, max, mean")
+
+
+def parse_args(argv: list[str] | None = None):
+    return toolkit_config.parse_args(ClassificationArguments, DataArguments, TrainingArguments, args=argv)
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------------
+
+
+def label_vocabulary(dataset, label_column: str) -> tuple[dict[int, str], dict[str, int]]:
+    """id2label / label2id from the training split: ClassLabel names when the dataset has them, else the sorted
+    distinct values (numerically when they are all integers)."""
+    feature = dataset.features.get(label_column) if dataset.features else None
+    names = getattr(feature, "names", None)
+    if names:
+        return dict(enumerate(names)), {name: i for i, name in enumerate(names)}
+    keys = sorted({label_key(v) for v in dataset[label_column]})
+    if all(k.lstrip("-").isdigit() for k in keys):
+        keys = sorted(keys, key=int)
+    return dict(enumerate(keys)), {k: i for i, k in enumerate(keys)}
+
+
+def encode_split(dataset, args: ClassificationArguments, text_column: str, label2id, where: str) -> list[dict]:
+    """Examples as dicts {text, text_pair?, label?, index}; labels mapped to ids (unlabelled GLUE test: -1 -> none)."""
+    check_columns(dataset, [text_column, args.text_pair_column], where)
+    texts = dataset[text_column]
+    pairs = dataset[args.text_pair_column] if args.text_pair_column else None
+    labels = None
+    if args.label_column in (dataset.column_names or []):
+        values = dataset[args.label_column]
+        feature = dataset.features.get(args.label_column)
+        if not (getattr(feature, "names", None) and all(v == -1 for v in values)):  # GLUE test sets are unlabelled
+            if getattr(feature, "names", None):
+                values = [feature.names[v] for v in values]
+            labels = label_ids(values, label2id, where)
+    items = []
+    for i, text in enumerate(texts):
+        item = {"text": text if text is not None else "", "index": i}
+        if pairs is not None:
+            item["text_pair"] = pairs[i] if pairs[i] is not None else ""
+        if labels is not None:
+            item["label"] = labels[i]
+        items.append(item)
+    return items
+
+
+class Examples(torch.utils.data.Dataset):
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def build_model(args: ClassificationArguments, train_items, id2label, label2id, output_dir, accelerator):
+    """(model, tokenizer, backbone kind) for `--model_name_or_path`."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    labels = dict(num_labels=len(id2label), id2label=id2label, label2id=label2id)
+    if args.model_name_or_path == "scratch":
+        from toolkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification, train_word_tokenizer
+
+        tokenizer_dir = os.path.join(output_dir, "scratch_tokenizer")
+        if accelerator.is_main_process and not os.path.isfile(os.path.join(tokenizer_dir, "tokenizer.json")):
+            texts = [item["text"] for item in train_items] + [item.get("text_pair") or "" for item in train_items]
+            tokenizer = train_word_tokenizer(
+                texts, vocab_size=args.scratch_vocab_size, min_frequency=args.scratch_min_frequency
+            )
+            tokenizer.save_pretrained(tokenizer_dir)  # reused on resume: the vocabulary must not change
+        accelerator.wait_for_everyone()
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        config = BiLSTMConfig(
+            vocab_size=len(tokenizer),
+            embedding_size=args.scratch_embedding_size,
+            hidden_size=args.scratch_hidden_size,
+            num_layers=args.scratch_num_layers,
+            pooling=args.scratch_pooling,
+            pad_token_id=tokenizer.pad_token_id,
+            **({"classifier_dropout": args.classifier_dropout} if args.classifier_dropout is not None else {}),
+            **labels,
+        )
+        return BiLSTMForSequenceClassification(config), tokenizer, "scratch"
+
+    path = args.model_name_or_path
+    if not os.path.isdir(path):
+        raise UserError(f"model_name_or_path {path} is not a folder (or 'scratch')")
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        raise UserError(f"model_name_or_path {path} has no config.json")
+    with open(config_file, encoding="utf-8") as f:
+        model_type = json.load(f).get("model_type")
+    if model_type == "bert":  # a Hugging Face BERT: convert to toolkit_bert once
+        from toolkit.models.bert.convert import convert_hf_bert
+
+        converted = os.path.join(output_dir, "converted_backbone")
+        if accelerator.is_main_process and not os.path.isfile(os.path.join(converted, "config.json")):
+            convert_hf_bert(path, converted)
+        accelerator.wait_for_everyone()
+        path, model_type = converted, "toolkit_bert"
+    overrides = dict(labels)
+    if model_type == "toolkit_elmo":
+        overrides["freeze_bilm"] = not args.elmo_full_finetune
+    if args.classifier_dropout is not None:
+        overrides["classifier_dropout"] = args.classifier_dropout
+    config = AutoConfig.from_pretrained(path, **overrides)
+    model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
+    if model_type == "toolkit_elmo" and hasattr(model, "set_bilm_frozen"):
+        model.set_bilm_frozen(not args.elmo_full_finetune)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    kind = {"toolkit_bert": "bert", "toolkit_elmo": "elmo"}.get(model_type, model_type)
+    return model, tokenizer, kind
+
+
+def length_grouped_order(lengths: list[int], batch_size: int, seed: int) -> list[int]:
+    """A permutation that puts examples of similar length in the same batch: shuffle, sort by length within
+    mega-batches of 64 batches, cut into batches, shuffle the batches (deterministic in `seed`)."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    mega = 64 * batch_size
+    batches = []
+    for start in range(0, len(order), mega):
+        chunk = sorted(order[start : start + mega], key=lambda i: -lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return [i for batch in batches for i in batch]
+
+
+def evaluate(model, loader, accelerator, items) -> tuple[dict, dict]:
+    """Metrics (+ loss) on a prepared loader, and the raw gathered outputs ordered like `items`."""
+    result = predict_classification(model, loader, accelerator)
+    order = torch.argsort(result["index"])
+    result = {k: v[order] if isinstance(v, torch.Tensor) else v for k, v in result.items()}
+    if result["index"].tolist() != list(range(len(items))):
+        raise RuntimeError("evaluation did not see every example exactly once")
+    metrics = {}
+    if "labels" in result:
+        metrics = classification_scores(result["predictions"].tolist(), result["labels"].tolist())
+        metrics["loss"] = result["loss"]
+    model.train()
+    return metrics, result
+
+
+def evaluations_since_best(history: list[dict], key: str) -> int:
+    """How many evaluations in `history` came after the best value of `key` (for early stopping after resume)."""
+    values = [entry[key] for entry in history if key in entry]
+    if not values:
+        return 0
+    best = max(range(len(values)), key=lambda i: (values[i], -i))
+    return len(values) - 1 - best
+
+
+# --- main ------------------------------------------------------------------------------------------------------------
+
+
+@exit_on_user_error
+def main(args: ClassificationArguments, data_args: DataArguments, train_args: TrainingArguments) -> dict:
+    start = time.perf_counter()
+    accelerator = make_accelerator(train_args)
+    resume = resolve_checkpoint(train_args.output_dir, train_args.resume_from_checkpoint)
+    check_output_dir(train_args.output_dir, resume, train_args.overwrite_output_dir)
+    output_dir = train_args.output_dir
+    os.makedirs(output_dir, exist_ok=True)
+
+    # --- data ---
+    raw = load_raw_datasets(data_args, need_validation=True, seed=train_args.seed)
+    if "train" not in raw:
+        raise UserError("no training data: pass --train_file or --dataset_name")
+    check_columns(raw["train"], [data_args.text_column, args.text_pair_column, args.label_column], "the training data")
+    id2label, label2id = label_vocabulary(raw["train"], args.label_column)
+    if len(id2label) < 2:
+        raise UserError(f"the training data has a single label ({id2label[0]}); classification needs at least two")
+    splits = {
+        name: encode_split(raw[name], args, data_args.text_column, label2id, f"the {name} data")
+        for name in ("train", "validation", "test")
+        if name in raw
+    }
+
+    # --- model ---
+    model, tokenizer, kind = build_model(args, splits["train"], id2label, label2id, output_dir, accelerator)
+    collate = classification_collator(tokenizer, args.max_seq_length)
+    train_items = splits["train"]
+    if args.group_by_length:
+        lengths = [len(it["text"].split()) + len((it.get("text_pair") or "").split()) for it in train_items]
+        order = length_grouped_order(lengths, train_args.per_device_train_batch_size, train_args.seed)
+        train_items = [train_items[i] for i in order]
+    train_loader = DataLoader(
+        Examples(train_items),
+        batch_size=train_args.per_device_train_batch_size,
+        shuffle=not args.group_by_length,
+        collate_fn=collate,
+        num_workers=train_args.dataloader_num_workers,
+    )
+    eval_loaders = {
+        name: DataLoader(Examples(items), batch_size=train_args.per_device_eval_batch_size, collate_fn=collate)
+        for name, items in splits.items()
+        if name != "train"
+    }
+
+    # --- optimizer and schedule ---
+    model = model.to(accelerator.device)
+    optimizer = create_optimizer(model, train_args)
+    total_steps, num_epochs = total_training_steps(train_args, len(train_loader) // accelerator.num_processes)
+    scheduler = create_scheduler(optimizer, train_args, total_steps)
+
+    # --- prepare ---
+    names = list(eval_loaders)
+    model, optimizer, train_loader, *prepared = accelerator.prepare(
+        model, optimizer, train_loader, *[eval_loaders[n] for n in names]
+    )
+    eval_loaders = dict(zip(names, prepared))
+    accelerator.register_for_checkpointing(scheduler)
+    state = load_checkpoint(accelerator, resume) if resume else TrainState()
+    if accelerator.is_main_process:
+        accelerator.init_trackers(
+            "finetune_classification", config=toolkit_config.to_dict(args, data_args, train_args)
+        )
+    progress = ProgressLogger(accelerator, total_steps, state, train_args.logging_steps)
+    best_dir = os.path.join(output_dir, "best_model")
+    best_key = f"eval_{args.metric_for_best_model}"
+    stale = evaluations_since_best(state.log_history, best_key)
+
+    def run_validation() -> bool:
+        """Evaluate, keep the best model, return True when early stopping says stop."""
+        nonlocal stale
+        metrics, _ = evaluate(model, eval_loaders["validation"], accelerator, splits["validation"])
+        progress.record({f"eval_{k}": v for k, v in metrics.items()})
+        value = metrics[args.metric_for_best_model]
+        if state.best_metric is None or value > state.best_metric:
+            state.best_metric, state.best_checkpoint, stale = value, best_dir, 0
+            if args.load_best_model_at_end:
+                save_final_model(accelerator, model, tokenizer, best_dir, {}, metrics)
+        else:
+            stale += 1
+        return bool(args.early_stopping_patience) and stale >= args.early_stopping_patience
+
+    # --- training loop ---
+    model.train()
+    stop = False
+    for batch in training_batches(accelerator, train_loader, state, num_epochs):
+        batch.pop("index")
+        with accelerator.accumulate(model):
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and train_args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), train_args.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        progress.update(loss, n_tokens=batch["attention_mask"].sum())
+        if accelerator.sync_gradients:
+            scheduler.step()
+            state.global_step += 1
+            progress.step(scheduler.get_last_lr()[0])
+            if train_args.eval_steps and state.global_step % train_args.eval_steps == 0:
+                stop = run_validation()
+            if train_args.save_steps and state.global_step % train_args.save_steps == 0:
+                save_checkpoint(accelerator, output_dir, state, train_args.save_total_limit)
+            if stop or state.global_step >= total_steps:
+                break
+            if time_budget_exceeded(accelerator, start, train_args.max_time_minutes):
+                break
+    progress.close()
+    accelerator.print(progress.throughput_line())
+    last_eval_step = max([e["step"] for e in state.log_history if best_key in e] or [-1])
+    if last_eval_step != state.global_step:
+        run_validation()
+    train_seconds = time.perf_counter() - start
+
+    # --- final save: the best model, evaluated on validation and test ---
+    if args.load_best_model_at_end and os.path.isfile(os.path.join(best_dir, "config.json")):
+        from safetensors.torch import load_file
+
+        accelerator.wait_for_everyone()
+        best_state = load_file(os.path.join(best_dir, "model.safetensors"))
+        accelerator.unwrap_model(model).load_state_dict(best_state, strict=True)
+    results = {"train_runtime_seconds": round(train_seconds, 1), "global_step": state.global_step, "backbone": kind}
+    outputs = {}
+    for name in eval_loaders:
+        metrics, outputs[name] = evaluate(model, eval_loaders[name], accelerator, splits[name])
+        results.update({f"{name}_{k}": v for k, v in metrics.items()})
+        results[f"{name}_samples"] = len(splits[name])
+    model.eval()
+    unwrapped = save_final_model(
+        accelerator, model, tokenizer, output_dir, toolkit_config.to_dict(args, data_args, train_args), results
+    )
+    if accelerator.is_main_process:
+        for name, out in outputs.items():
+            items = splits[name]
+            texts = [it["text"] if "text_pair" not in it else f"{it['text']} ||| {it['text_pair']}" for it in items]
+            gold = out["labels"].tolist() if "labels" in out else None
+            split_metrics = {k[len(name) + 1 :]: v for k, v in results.items() if k.startswith(f"{name}_")}
+            write_classification_outputs(
+                output_dir, name, texts, gold, out["predictions"].tolist(), out["probabilities"], id2label,
+                split_metrics if gold is not None else None,
+            )  # fmt: skip
+        dataset_name = (
+            data_args.dataset_name or os.path.basename(os.path.dirname(data_args.train_file or "")) or "data"
+        )
+        card_metrics = [
+            CardMetric("text-classification", metric, results[f"{split}_{metric}"], dataset_name, split)
+            for split in ("validation", "test")
+            for metric in METRICS
+            if f"{split}_{metric}" in results
+        ]
+        backbone = "a BiLSTM-attention classifier trained from scratch" if kind == "scratch" else (
+            f"`{args.model_name_or_path}` ({kind}) fine-tuned"
+        )  # fmt: skip
+        write_model_card(
+            output_dir,
+            CardInfo(
+                title=f"{os.path.basename(os.path.abspath(output_dir))}",
+                summary=f"Text classifier ({len(id2label)} labels: {', '.join(id2label.values())}): {backbone}.",
+                datasets=[dataset_name] if data_args.dataset_name else [],
+                tags=["text-classification", kind],
+                pipeline_tag="text-classification",
+                base_model=None if kind == "scratch" else args.model_name_or_path,
+            ),
+            config=unwrapped.config,
+            run_config=toolkit_config.to_dict(args, data_args, train_args),
+            metrics=card_metrics,
+        )
+        write_json(os.path.join(output_dir, "all_results.json"), results)
+        write_json(os.path.join(output_dir, "log_history.json"), state.log_history)
+        accelerator.print(json.dumps(results, indent=2))
+        if train_args.push_to_hub:
+            push_folder(output_dir, train_args.hub_model_id, train_args.hub_private)
+    accelerator.end_training()
+    return results
+
+
+if __name__ == "__main__":
+    main(*parse_args())

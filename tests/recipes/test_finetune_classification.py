@@ -1,0 +1,334 @@
+"""recipes/finetune_classification.py end to end on tiny synthetic data: every backbone learns, string labels and
+sentence pairs work, outputs are complete and consistent, early stopping and exact resume work, and user mistakes
+are one-line errors."""
+
+import csv
+import importlib.util
+import json
+import os
+import random
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import REPO, run_launch
+
+WORDS = "the a movie film plot actors story scene music ending really quite".split()
+CUES = {
+    "neg": ["bad", "dull", "awful"],
+    "neu": ["okay", "fine", "average"],
+    "pos": ["good", "great", "superb"],
+    "angry": ["furious"],  # only in a bad validation file
+}
+
+
+def _recipe():
+    path = os.path.join(REPO, "recipes", "finetune_classification.py")
+    spec = importlib.util.spec_from_file_location("finetune_classification", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(path, n, seed, labels=("neg", "neu", "pos"), pairs=False):
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("sentence\tother\tlabel\n" if pairs else "sentence\tlabel\n")
+        for i in range(n):
+            label = labels[i % len(labels)]
+            words = rng.sample(WORDS, 5) + [rng.choice(CUES[label])]
+            rng.shuffle(words)
+            if pairs:  # the cue sits in the second sentence
+                f.write(f"{' '.join(rng.sample(WORDS, 4))}\t{' '.join(words)}\t{label}\n")
+            else:
+                f.write(f"{' '.join(words)}\t{label}\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cls_data")
+    return {
+        "train": _write(root / "train.tsv", 120, 0),
+        "validation": _write(root / "dev.tsv", 30, 1),
+        "test": _write(root / "test.tsv", 15, 2),
+        "pair_train": _write(root / "pair_train.tsv", 120, 3, pairs=True),
+        "pair_dev": _write(root / "pair_dev.tsv", 30, 4, pairs=True),
+        "root": root,
+    }
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _args(data, output_dir, *extra):
+    return [
+        "--train_file", data["train"],
+        "--validation_file", data["validation"],
+        "--test_file", data["test"],
+        "--text_column", "sentence",
+        "--output_dir", str(output_dir),
+        "--scratch_embedding_size", "16",
+        "--scratch_hidden_size", "16",
+        "--per_device_train_batch_size", "8",
+        "--per_device_eval_batch_size", "16",
+        "--learning_rate", "1e-2",
+        "--num_train_epochs", "10",
+        "--logging_steps", "5",
+        "--eval_steps", "20",
+        "--save_steps", "0",
+        "--seed", "1",
+        *extra,
+    ]  # fmt: skip
+
+
+def _run(recipe, argv):
+    return recipe.main(*recipe.parse_args(argv))
+
+
+@pytest.fixture(scope="module")
+def scratch_run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scratch_run")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    results = _run(_recipe(), _args(data, out))
+    torch.set_num_threads(threads)
+    return out, results
+
+
+def test_scratch_learns_and_writes_everything(scratch_run):
+    out, results = scratch_run
+    assert results["backbone"] == "scratch"
+    assert results["validation_accuracy"] >= 0.9 and results["test_accuracy"] >= 0.8
+    history = json.loads((out / "log_history.json").read_text())
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert losses[-1] < 0.5 * losses[0]
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "toolkit_bilstm"
+    assert config["id2label"] == {"0": "neg", "1": "neu", "2": "pos"}
+    assert config["label2id"] == {"neg": 0, "neu": 1, "pos": 2}
+    saved = json.loads((out / "all_results.json").read_text())
+    assert saved["validation_accuracy"] == pytest.approx(results["validation_accuracy"])
+    for split in ("validation", "test"):
+        assert (out / f"{split}_confusion_matrix.png").stat().st_size > 1000
+        assert json.loads((out / f"{split}_results.json").read_text())["accuracy"] == pytest.approx(
+            results[f"{split}_accuracy"]
+        )
+    card = (out / "README.md").read_text()
+    assert "model-index" in card and "text-classification" in card and "accuracy" in card
+
+
+def test_saved_model_reproduces_the_predictions_file(scratch_run, data):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out, results = scratch_run
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    with open(out / "test_predictions.tsv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    with open(data["test"], encoding="utf-8") as f:
+        gold = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert [r["text"] for r in rows] == [g["sentence"] for g in gold]
+    assert [r["gold"] for r in rows] == [g["label"] for g in gold]
+    with torch.no_grad():
+        logits = model(**tokenizer([g["sentence"] for g in gold], padding=True, return_tensors="pt")).logits
+    probs = torch.softmax(logits, -1)
+    assert [r["predicted"] for r in rows] == [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+    assert [float(r["probability"]) for r in rows] == pytest.approx(probs.max(-1).values.tolist(), abs=1e-4)
+    accuracy = sum(r["gold"] == r["predicted"] for r in rows) / len(rows)
+    assert accuracy == pytest.approx(results["test_accuracy"])
+
+
+def test_sentence_pairs(data, tmp_path):
+    argv = _args(data, tmp_path, "--text_pair_column", "other")
+    argv[argv.index("--train_file") + 1] = data["pair_train"]
+    argv[argv.index("--validation_file") + 1] = data["pair_dev"]
+    test_index = argv.index("--test_file")
+    del argv[test_index : test_index + 2]
+    results = _run(_recipe(), argv)
+    assert results["validation_accuracy"] >= 0.9  # the label cue is only in the second sentence
+    rows = (tmp_path / "validation_predictions.tsv").read_text().splitlines()
+    assert " ||| " in rows[1]
+
+
+def test_early_stopping_keeps_the_best_model(data, tmp_path):
+    # learning rate 0: the first evaluation is the best; patience 1 stops at the second one
+    results = _run(
+        _recipe(),
+        _args(data, tmp_path, "--learning_rate", "0", "--eval_steps", "3", "--early_stopping_patience", "1"),
+    )
+    assert results["global_step"] == 6
+    history = json.loads((tmp_path / "log_history.json").read_text())
+    assert [h["step"] for h in history if "eval_accuracy" in h] == [3, 6]
+    assert (tmp_path / "best_model" / "model.safetensors").is_file()
+
+
+def test_exact_resume(data, tmp_path):
+    from safetensors.torch import load_file
+
+    recipe = _recipe()
+    extra = ["--max_steps", "10", "--save_steps", "5", "--eval_steps", "0", "--load_best_model_at_end", "false"]
+    _run(recipe, _args(data, tmp_path, *extra))
+    full = load_file(tmp_path / "model.safetensors")
+    checkpoint = tmp_path / "checkpoints" / "step-00000005"
+    assert checkpoint.is_dir()
+    _run(recipe, _args(data, tmp_path, *extra, "--resume_from_checkpoint", str(checkpoint)))
+    resumed = load_file(tmp_path / "model.safetensors")
+    assert full.keys() == resumed.keys()
+    for key in full:
+        torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=0)
+
+
+def test_unseen_label_and_missing_column_are_one_line_errors(data, tmp_path, capsys):
+    recipe = _recipe()
+    bad_dev = _write(data["root"] / "bad_dev.tsv", 6, 5, labels=("neg", "pos", "angry"))
+    argv = _args(data, tmp_path)
+    argv[argv.index("--validation_file") + 1] = bad_dev
+    with pytest.raises(SystemExit) as info:
+        _run(recipe, argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: the validation data has label(s) the model was not trained on: angry")
+
+    with pytest.raises(SystemExit):
+        _run(recipe, _args(data, tmp_path, "--label_column", "sentiment"))
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == "error: column 'sentiment' not found in the training data; columns are: sentence, label"
+
+
+def _tiny_bert_dir(root, data):
+    from toolkit.data import train_wordpiece
+    from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForMaskedLM
+
+    with open(data["train"], encoding="utf-8") as f:
+        texts = [line.split("\t")[0] for line in f][1:]
+    tokenizer = train_wordpiece(iter([texts]), vocab_size=120, min_frequency=1)
+    config = ToolkitBertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+    )
+    torch.manual_seed(0)
+    ToolkitBertForMaskedLM(config).save_pretrained(root)
+    tokenizer.save_pretrained(root)
+    return root
+
+
+def test_toolkit_bert_backbone(data, tmp_path):
+    backbone = _tiny_bert_dir(tmp_path / "bert", data)
+    results = _run(
+        _recipe(),
+        _args(data, tmp_path / "run", "--model_name_or_path", str(backbone), "--learning_rate", "3e-3"),
+    )
+    assert results["backbone"] == "bert"
+    assert results["validation_accuracy"] >= 0.6  # a random-init tiny BERT, 150 steps: well above chance (1/3)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model_type"] == "toolkit_bert" and config["id2label"]["2"] == "pos"
+
+
+def test_hf_bert_folder_is_converted(data, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    toolkit_dir = _tiny_bert_dir(tmp_path / "bert", data)
+    hf_config = BertConfig(
+        vocab_size=json.loads((toolkit_dir / "config.json").read_text())["vocab_size"],
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    hf_dir = tmp_path / "hf_bert"
+    BertModel(hf_config).save_pretrained(hf_dir)
+    for name in os.listdir(toolkit_dir):
+        if name.startswith("tokenizer") or name in ("vocab.txt", "special_tokens_map.json"):
+            (hf_dir / name).write_bytes((toolkit_dir / name).read_bytes())
+    results = _run(
+        _recipe(),
+        _args(data, tmp_path / "run", "--model_name_or_path", str(hf_dir), "--learning_rate", "3e-3"),
+    )
+    assert results["backbone"] == "bert" and results["validation_accuracy"] >= 0.6
+    assert (tmp_path / "run" / "converted_backbone" / "config.json").is_file()
+
+
+def test_elmo_backbone_frozen_by_default(data, tmp_path):
+    from safetensors.torch import load_file
+
+    from toolkit.models.elmo import ElmoConfig, ElmoForLanguageModeling, ElmoTokenizerFast
+
+    with open(data["train"], encoding="utf-8") as f:
+        texts = [line.split("\t")[0] for line in f][1:]
+    tokenizer = ElmoTokenizerFast.train_from_iterator(texts, vocab_size=99, min_frequency=1)
+    config = ElmoConfig(
+        vocab_size=len(tokenizer),
+        char_embedding_dim=8,
+        char_cnn_filters=[[1, 8], [2, 8], [3, 16]],
+        num_highway_layers=1,
+        num_layers=2,
+        cell_size=32,
+        projection_dim=16,
+        dropout=0.0,
+        task_hidden_size=16,
+        task_attention_dim=16,
+        classifier_dropout=0.0,
+        scalar_mix_layer_norm=True,  # a random tiny biLM has tiny activations; normalised layers train quickly
+    )
+    torch.manual_seed(0)
+    backbone = tmp_path / "elmo"
+    ElmoForLanguageModeling(config).save_pretrained(backbone)
+    tokenizer.save_pretrained(backbone)
+    results = _run(_recipe(), _args(data, tmp_path / "run", "--model_name_or_path", str(backbone)))
+    # a random frozen biLM gives weak features: the head still has to beat chance (1/3) and lower the loss
+    assert results["backbone"] == "elmo" and results["validation_accuracy"] > 0.4
+    history = json.loads((tmp_path / "run" / "log_history.json").read_text())
+    eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
+    assert eval_losses[-1] < eval_losses[0] - 0.03
+    before = load_file(backbone / "model.safetensors")
+    after = load_file(tmp_path / "run" / "model.safetensors")
+    shared = [k for k in after if k.startswith("elmo.") and k in before]
+    assert shared, "the biLM weights should keep their names"
+    for key in shared:  # frozen biLM: unchanged
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0)
+    assert not torch.equal(
+        after["scalar_mix.scalar_parameters"], torch.zeros_like(after["scalar_mix.scalar_parameters"])
+    )
+
+
+@pytest.mark.distributed
+def test_two_processes(data, tmp_path):
+    args = [os.path.join(REPO, "recipes", "finetune_classification.py"), *_args(data, tmp_path, "--max_steps", "8")]
+    args[args.index("--per_device_train_batch_size") + 1] = "4"
+    proc = run_launch(args, nproc=2, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "all_results.json").read_text())
+    assert results["validation_samples"] == 30 and results["test_samples"] == 15
+    rows = (tmp_path / "test_predictions.tsv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 15
+
+
+def test_length_grouped_order_is_a_permutation_of_similar_lengths():
+    recipe = _recipe()
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 60) for _ in range(1000)]
+    order = recipe.length_grouped_order(lengths, batch_size=10, seed=3)
+    assert sorted(order) == list(range(1000))
+    assert order == recipe.length_grouped_order(lengths, batch_size=10, seed=3)
+    spread = [
+        max(lengths[i] for i in order[s : s + 10]) - min(lengths[i] for i in order[s : s + 10])
+        for s in range(0, 1000, 10)
+    ]
+    assert sum(spread) / len(spread) < 3  # random batches of 10 would spread ~48
