@@ -60,9 +60,10 @@ for r in "${RECIPES[@]}"; do
 import sys, torch, transformers, toolkit  # noqa: F401
 d = sys.argv[1]
 cfg = transformers.AutoConfig.from_pretrained(d)
-model = transformers.AutoModel.from_pretrained(d) if cfg.model_type != "toolkit_transformer" else None
-n = sum(p.numel() for p in model.parameters()) if model is not None else 0
-print(f"reload ok: {cfg.model_type}, {n} params in base model")
+seq2seq = cfg.model_type in ("toolkit_transformer", "toolkit_rnn_seq2seq")
+auto = transformers.AutoModelForSeq2SeqLM if seq2seq else transformers.AutoModel
+model = auto.from_pretrained(d)
+print(f"reload ok: {cfg.model_type}, {sum(p.numel() for p in model.parameters())} params")
 PY
 )
       case "$note" in reload*) outcome=ok ;; *) outcome=reload_failed ;; esac
