@@ -1,13 +1,11 @@
 """Every shipped recipe YAML parses against its recipe's dataclasses and opens with the command that runs it."""
 
 import glob
-import importlib.util
 import os
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, load_recipe
 
 RECIPE_OF = {
     "bert": "pretrain_bert",
@@ -17,14 +15,6 @@ RECIPE_OF = {
     "summarization": "finetune_seq2seq",
 }
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "recipes", "configs", "*", "*.yaml")))
-
-
-def load_recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", os.path.join(REPO, "recipes", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses with postponed annotations look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_config_folder_has_a_recipe():

@@ -3,16 +3,14 @@ sentence pairs work, outputs are complete and consistent, early stopping and exa
 are one-line errors."""
 
 import csv
-import importlib.util
 import json
 import os
 import random
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import REPO, run_launch
+from tests.conftest import REPO, load_recipe, run_launch
 
 WORDS = "the a movie film plot actors story scene music ending really quite".split()
 CUES = {
@@ -24,12 +22,7 @@ CUES = {
 
 
 def _recipe():
-    path = os.path.join(REPO, "recipes", "finetune_classification.py")
-    spec = importlib.util.spec_from_file_location("finetune_classification", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("finetune_classification")
 
 
 def _write(path, n, seed, labels=("neg", "neu", "pos"), pairs=False):

@@ -3,27 +3,21 @@ parallel text, RNN with token batches), outputs are complete and load back, mism
 one-line error naming both files, resume continues exactly, and every shipped YAML parses."""
 
 import glob
-import importlib.util
 import json
 import os
 import random
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.conftest import REPO, load_recipe
+
 WORDS = "house dog cat tree river sun moon road car book door window table chair cup".split()
 
 
 def _recipe():
-    path = os.path.join(REPO, "recipes", "finetune_seq2seq.py")
-    spec = importlib.util.spec_from_file_location("finetune_seq2seq", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("finetune_seq2seq")
 
 
 @pytest.fixture(autouse=True)

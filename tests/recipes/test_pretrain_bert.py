@@ -2,7 +2,6 @@
 resume reproduces the uninterrupted run exactly, and the saved folder loads with trust_remote_code where the toolkit
 cannot be imported."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -13,14 +12,11 @@ import textwrap
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.conftest import REPO, load_recipe
 
 
 def _recipe():
-    spec = importlib.util.spec_from_file_location("pretrain_bert", os.path.join(REPO, "recipes", "pretrain_bert.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("pretrain_bert")
 
 
 TINY = [

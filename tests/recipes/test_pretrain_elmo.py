@@ -4,7 +4,6 @@ loads with trust_remote_code where the toolkit cannot be imported, and the shipp
 ELMo parameter counts."""
 
 import glob
-import importlib.util
 import json
 import os
 import shutil
@@ -15,14 +14,11 @@ import textwrap
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.conftest import REPO, load_recipe
 
 
 def _recipe():
-    spec = importlib.util.spec_from_file_location("pretrain_elmo", os.path.join(REPO, "recipes", "pretrain_elmo.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("pretrain_elmo")
 
 
 TINY = [
@@ -255,5 +251,7 @@ def test_two_processes_match_one_process(tmp_path):
     b, _ = _history(str(tmp_path / "two"))
     assert sorted(a) == sorted(b) == list(range(1, 6))
     assert b[1] == a[1]  # the same first global batch
-    for step in a:  # all-reduced gradients differ from one big batch by float rounding, which Adam at lr 1e-2 amplifies
+    for (
+        step
+    ) in a:  # all-reduced gradients differ from one big batch by float rounding, which Adam at lr 1e-2 amplifies
         assert b[step] == pytest.approx(a[step], rel=1e-3), (step, a, b)
