@@ -64,6 +64,7 @@ from toolkit.training import (  # noqa: E402
     create_optimizer,
     create_scheduler,
     load_checkpoint,
+    load_full_state_dict,
     make_accelerator,
     resolve_checkpoint,
     save_checkpoint,
@@ -85,6 +86,10 @@ class ClassificationArguments:
     label_column: str = field(default="label", metadata={"help": "Column holding the labels (ints or strings)."})
     max_seq_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
     classifier_dropout: float | None = field(default=None, metadata={"help": "Head dropout (default: model's)."})
+    hidden_dropout_prob: float | None = field(
+        default=None,
+        metadata={"help": "BERT: dropout inside the encoder (default: the checkpoint's; pretraining often uses 0)."},
+    )
     elmo_full_finetune: bool = field(
         default=False, metadata={"help": "ELMo: fine-tune the biLM too (default: frozen biLM, learned scalar mix)."}
     )
@@ -220,6 +225,10 @@ def build_model(args: ClassificationArguments, train_items, id2label, label2id, 
         overrides["freeze_bilm"] = not args.elmo_full_finetune
     if args.classifier_dropout is not None:
         overrides["classifier_dropout"] = args.classifier_dropout
+    if args.hidden_dropout_prob is not None:
+        if model_type != "toolkit_bert":
+            raise UserError(f"hidden_dropout_prob applies to BERT backbones, not {model_type}")
+        overrides["hidden_dropout_prob"] = overrides["attention_probs_dropout_prob"] = args.hidden_dropout_prob
     config = AutoConfig.from_pretrained(path, **overrides)
     model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
     if model_type == "toolkit_elmo" and hasattr(model, "set_bilm_frozen"):
@@ -308,6 +317,7 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
         shuffle=not args.group_by_length,
         collate_fn=collate,
         num_workers=train_args.dataloader_num_workers,
+        pin_memory=torch.cuda.is_available(),
     )
     eval_loaders = {
         name: DataLoader(Examples(items), batch_size=train_args.per_device_eval_batch_size, collate_fn=collate)
@@ -317,6 +327,8 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
 
     # --- optimizer and schedule ---
     model = model.to(accelerator.device)
+    if train_args.torch_compile:
+        model.compile()  # in place: same module class and state_dict keys
     optimizer = create_optimizer(model, train_args)
     total_steps, num_epochs = total_training_steps(train_args, len(train_loader) // accelerator.num_processes)
     scheduler = create_scheduler(optimizer, train_args, total_steps)
@@ -390,7 +402,7 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
 
         accelerator.wait_for_everyone()
         best_state = load_file(os.path.join(best_dir, "model.safetensors"))
-        accelerator.unwrap_model(model).load_state_dict(best_state, strict=True)
+        load_full_state_dict(accelerator, model, best_state)
     results = {"train_runtime_seconds": round(train_seconds, 1), "global_step": state.global_step, "backbone": kind}
     outputs = {}
     for name in eval_loaders:

@@ -69,9 +69,11 @@ from toolkit.training import (  # noqa: E402
     create_scheduler,
     list_checkpoints,
     load_checkpoint,
+    load_full_state_dict,
     make_accelerator,
     resolve_checkpoint,
     save_checkpoint,
+    sharded_checkpoints,
     total_training_steps,
     training_batches,
 )
@@ -552,6 +554,12 @@ def main(
 ) -> dict:
     start = time.perf_counter()
     accelerator = make_accelerator(train_args)
+    if seq_args.average_last_checkpoints > 1 and sharded_checkpoints(accelerator):
+        accelerator.print(
+            f"average_last_checkpoints={seq_args.average_last_checkpoints} is skipped: under "
+            f"{accelerator.distributed_type.value} the checkpoints hold sharded weights; the final weights are used"
+        )
+        seq_args.average_last_checkpoints = 1
     resume = resolve_checkpoint(train_args.output_dir, train_args.resume_from_checkpoint)
     check_output_dir(train_args.output_dir, resume, train_args.overwrite_output_dir)
     output_dir = train_args.output_dir
@@ -575,11 +583,14 @@ def main(
     if seq_args.max_tokens:
         lengths = [max(len(it["input_ids"]), len(it["labels"])) for it in encoded["train"]]
         sampler = TokenBatchSampler(lengths, seq_args.max_tokens, seed=train_args.seed)
-        train_loader = DataLoader(Examples(encoded["train"]), batch_sampler=sampler, collate_fn=collate)
+        train_loader = DataLoader(
+            Examples(encoded["train"]), batch_sampler=sampler, collate_fn=collate,
+            num_workers=train_args.dataloader_num_workers, pin_memory=torch.cuda.is_available(),
+        )  # fmt: skip
     else:
         train_loader = DataLoader(
             Examples(encoded["train"]), batch_size=train_args.per_device_train_batch_size, shuffle=True,
-            collate_fn=collate, num_workers=train_args.dataloader_num_workers,
+            collate_fn=collate, num_workers=train_args.dataloader_num_workers, pin_memory=torch.cuda.is_available(),
         )  # fmt: skip
     eval_loader = DataLoader(
         Examples(encoded["validation"]), batch_size=train_args.per_device_eval_batch_size, collate_fn=collate
@@ -592,6 +603,8 @@ def main(
 
     # --- optimizer and schedule ---
     model = model.to(accelerator.device)
+    if train_args.torch_compile:
+        model.compile()  # in place: same module class and state_dict keys
     optimizer = create_optimizer(model, train_args)
     total_steps, num_epochs = total_training_steps(train_args, len(train_loader) // accelerator.num_processes)
     scheduler = create_scheduler(optimizer, train_args, total_steps)
@@ -654,9 +667,8 @@ def main(
             checkpoints = list_checkpoints(output_dir)
         chosen = checkpoints[-seq_args.average_last_checkpoints :]
         accelerator.wait_for_everyone()
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.load_state_dict(average_checkpoints(chosen), strict=False)
-        unwrapped.tie_weights()
+        load_full_state_dict(accelerator, model, average_checkpoints(chosen), strict=False)
+        accelerator.unwrap_model(model).tie_weights()
         averaged = len(chosen)
         accelerator.print(
             f"averaged the weights of {averaged} checkpoints: {', '.join(map(os.path.basename, chosen))}"

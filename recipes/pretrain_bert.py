@@ -61,6 +61,7 @@ from toolkit.training import (  # noqa: E402
     resolve_checkpoint,
     save_checkpoint,
     save_final_model,
+    sharded_checkpoints,
     time_budget_exceeded,
     total_training_steps,
     training_batches,
@@ -316,6 +317,7 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
         shuffle=True,
         collate_fn=train_collator,
         num_workers=args.dataloader_num_workers,
+        pin_memory=torch.cuda.is_available(),
     )
     eval_loader = DataLoader(eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=eval_collator)
 
@@ -351,7 +353,7 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     accelerator.print(f"model: {type(model).__name__}, {n_params / 1e6:.2f} M parameters")
     model.to(accelerator.device)
     if args.torch_compile:
-        model = torch.compile(model)
+        model.compile()  # in place: same module class and state_dict keys
 
     # --- optimizer and schedule ---
     optimizer = create_optimizer(model, args)
@@ -435,7 +437,10 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
         )
         accelerator.print(json.dumps(final_metrics))
         accelerator.print(f"model saved to {os.path.abspath(args.output_dir)}")
-        sample = fill_mask(unwrapped, tokenizer, mlm_args.fill_mask_text)
+        sample_model = unwrapped
+        if sharded_checkpoints(accelerator):  # FSDP / DeepSpeed: use the weights just saved, not the sharded model
+            sample_model = AutoModelForMaskedLM.from_pretrained(args.output_dir).to(accelerator.device)
+        sample = fill_mask(sample_model, tokenizer, mlm_args.fill_mask_text)
         if sample:
             accelerator.print(f"fill-mask: {mlm_args.fill_mask_text!r} -> {sample}")
         if args.push_to_hub:

@@ -264,9 +264,12 @@ def stream_loader(stream, length, tokenizer, with_chars, batch_size, accelerator
         rows = batch_size * accelerator.num_processes
         mine = range(accelerator.process_index * batch_size, (accelerator.process_index + 1) * batch_size)
         dataset = StreamWindows(stream, length, tokenizer, with_chars, rows=rows, row_ids=mine)
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator().manual_seed(0))
+        return DataLoader(
+            dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator().manual_seed(0),
+            pin_memory=torch.cuda.is_available(),
+        )  # fmt: skip
     dataset = StreamWindows(stream, length, tokenizer, with_chars)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, pin_memory=torch.cuda.is_available())
 
 
 # --- evaluation ---------------------------------------------------------------------------------------------------
@@ -353,6 +356,8 @@ def main(
     n_params = sum(p.numel() for p in model.elmo.parameters())
     accelerator.print(f"model: ElmoForLanguageModeling, {n_params / 1e6:.2f} M parameters without the softmax")
     model.to(accelerator.device)
+    if args.torch_compile:
+        model.compile()  # in place: same module class and state_dict keys
 
     train_loader = stream_loader(
         train_stream,

@@ -127,3 +127,26 @@ def test_no_weight_decay_on_biases_and_norms():
 def test_push_to_hub_needs_a_model_id():
     with pytest.raises(ValueError, match="hub_model_id"):
         TrainingArguments(push_to_hub=True)
+
+
+def test_progress_logger_counts_micro_batches_after_the_last_logging_step():
+    # A run cut by its time budget stops between logging steps; close() must still count those batches.
+    from accelerate import Accelerator
+
+    from toolkit.training import ProgressLogger, load_full_state_dict
+
+    accelerator = Accelerator(cpu=True)
+    state = TrainState()
+    progress = ProgressLogger(accelerator, total_steps=100, state=state, logging_steps=50)
+    for step, loss in enumerate([2.0, 4.0, 6.0], start=1):
+        progress.update(torch.tensor(loss), n_tokens=10)
+        state.global_step = step
+        progress.step(1e-3)
+    assert state.tokens_seen == 0 and progress.last_loss is None  # nothing logged yet
+    progress.close()
+    assert state.tokens_seen == 30 and progress.last_loss == pytest.approx(4.0)
+
+    model = accelerator.prepare(torch.nn.Linear(2, 2))
+    weights = {"weight": torch.ones(2, 2), "bias": torch.zeros(2)}
+    load_full_state_dict(accelerator, model, weights)
+    assert torch.equal(model.weight.detach(), weights["weight"])

@@ -19,7 +19,32 @@ from collections.abc import Sequence
 import torch
 
 
-def _display(token: str) -> str:
+def _byte_decoder() -> dict[str, int]:
+    """Inverse of the byte -> printable character table that byte-level BPE vocabularies are written in."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+_BYTE_DECODER = _byte_decoder()
+
+
+def _is_byte_level(tokenizer) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return type(getattr(backend, "decoder", None)).__name__ == "ByteLevel"
+
+
+def _display(token: str, byte_level: bool = False) -> str:
+    """A token as a label: byte-level symbols decoded to text ("MÃ¤nner" -> "Männer"), a leading space as "▁"."""
+    if byte_level and all(ch in _BYTE_DECODER for ch in token):
+        token = bytes(_BYTE_DECODER[ch] for ch in token).decode("utf-8", errors="replace")
+        return token.replace(" ", "▁").replace("\n", "\\n")
     return token.replace("Ġ", "▁").replace("Ċ", "\\n")
 
 
@@ -67,8 +92,10 @@ def cross_attention_matrix(
         weights = weights.mean(0)
     else:
         weights = weights[head]
-    source_tokens = [_display(t) for t in source_tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())]
-    target_tokens = [_display(t) for t in target_tokenizer.convert_ids_to_tokens(tokens)]
+    source_ids = encoded["input_ids"][0].tolist()
+    src_bytes, tgt_bytes = _is_byte_level(source_tokenizer), _is_byte_level(target_tokenizer)
+    source_tokens = [_display(t, src_bytes) for t in source_tokenizer.convert_ids_to_tokens(source_ids)]
+    target_tokens = [_display(t, tgt_bytes) for t in target_tokenizer.convert_ids_to_tokens(tokens)]
     return weights.float().cpu(), source_tokens, target_tokens
 
 

@@ -367,3 +367,27 @@ def test_warm_start_from_toolkit_bert_checkpoint(variant, tmp_path):
     ours = model.get_encoder()(input_ids, attention_mask=attention_mask).last_hidden_state
     keep = attention_mask.bool()
     torch.testing.assert_close(ours[keep], expected[keep], atol=1e-5, rtol=1e-4)
+
+
+def test_shared_embeddings_are_one_module(tmp_path):
+    # FSDP2 keeps a shared parameter in one group and finds every use of it only when the module itself is shared.
+    config = TransformerSeq2SeqConfig(
+        vocab_size=50, d_model=16, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=32,
+        share_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+    )  # fmt: skip
+    model = TransformerSeq2SeqForConditionalGeneration(config)
+    assert model.model.decoder.embeddings.tokens is model.model.encoder.embeddings.tokens
+    assert model.lm_head.weight is model.model.encoder.embeddings.tokens.weight
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    assert reloaded.model.decoder.embeddings.tokens is reloaded.model.encoder.embeddings.tokens
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, reloaded.state_dict()[key]), key
+
+
+def test_attention_map_labels_decode_byte_level_tokens():
+    from toolkit.visualize import _display
+
+    assert _display("MÃ¤nnern", byte_level=True) == "Männern"
+    assert _display("ĠGruppe", byte_level=True) == "▁Gruppe"
+    assert _display("über", byte_level=False) == "über"  # WordPiece / word vocabularies are shown as they are

@@ -6,8 +6,10 @@ from toolkit.training.checkpoint import (
     check_output_dir,
     list_checkpoints,
     load_checkpoint,
+    load_full_state_dict,
     resolve_checkpoint,
     save_checkpoint,
+    sharded_checkpoints,
 )
 from toolkit.training.loop import (
     ProgressLogger,
@@ -29,9 +31,11 @@ __all__ = [
     "create_scheduler",
     "list_checkpoints",
     "load_checkpoint",
+    "load_full_state_dict",
     "make_accelerator",
     "resolve_checkpoint",
     "save_checkpoint",
+    "sharded_checkpoints",
     "save_final_model",
     "time_budget_exceeded",
     "total_training_steps",

@@ -120,3 +120,28 @@ def load_checkpoint(accelerator, path: str) -> TrainState:
     """Restore model, optimizer, scheduler and RNG states; return the training position."""
     accelerator.load_state(path)
     return TrainState.from_json(os.path.join(path, STATE_FILE))
+
+
+def load_full_state_dict(accelerator, model, state_dict: dict, strict: bool = True) -> None:
+    """Collective. Load a full (unsharded) state dict, e.g. the best or averaged weights, into a prepared model:
+    plain, DDP, DeepSpeed ZeRO-1/2 or FSDP2 (whose parameters are sharded DTensors that `load_state_dict` cannot
+    copy plain tensors into)."""
+    unwrapped = accelerator.unwrap_model(model)
+    if getattr(accelerator, "is_fsdp2", False):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        tied = getattr(unwrapped, "_tied_weights_keys", None) or {}  # copies of a shared parameter: load it once
+        if any(k in state_dict for k in tied):
+            state_dict, strict = {k: v for k, v in state_dict.items() if k not in tied}, False
+        set_model_state_dict(
+            unwrapped,
+            state_dict,
+            options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=strict),
+        )
+    else:
+        unwrapped.load_state_dict(state_dict, strict=strict)
+
+
+def sharded_checkpoints(accelerator) -> bool:
+    """Whether `save_state` writes sharded model weights (FSDP, DeepSpeed) rather than one model.safetensors."""
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)

@@ -31,9 +31,16 @@ def make_accelerator(args, **kwargs) -> Accelerator:
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=log_with,
         project_dir=args.output_dir,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        dataloader_config=DataLoaderConfiguration(
+            use_seedable_sampler=True, data_seed=args.seed, non_blocking=torch.cuda.is_available()
+        ),
         **kwargs,
     )
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is not None and plugin.is_auto("train_micro_batch_size_per_gpu"):
+        # DeepSpeed wants an integer micro-batch size, which accelerate reads off the DataLoader; token-count
+        # batching (seq2seq) has none, so give DeepSpeed the nominal one. The real batches still come from the loader.
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = args.per_device_train_batch_size
     set_seed(args.seed)
     return accelerator
 
@@ -139,6 +146,12 @@ class ProgressLogger:
             self.bar.write(json.dumps({"step": self.state.global_step, **rank, **metrics}))
 
     def close(self) -> None:
+        """Collective. Counts the micro-batches since the last logging step (a run cut by its time budget stops
+        between logging steps), so `last_loss`, `tokens_seen` and the throughput line cover the whole run."""
+        if self._loss_sum is not None:
+            self.last_loss = self.accelerator.reduce(self._loss_sum / self._loss_count, reduction="mean").item()
+            self.state.tokens_seen += int(self.accelerator.reduce(self._tokens, reduction="sum").item())
+            self._loss_sum, self._loss_count, self._tokens = None, 0, None
         self.bar.close()
 
     def throughput_line(self, flops_per_token: float | None = None) -> str:
@@ -156,7 +169,10 @@ def time_budget_exceeded(accelerator: Accelerator, start: float, max_minutes: fl
     """Whether the wall-clock budget is spent, agreed by all processes (rank 0's clock decides)."""
     if not max_minutes:
         return False
-    flag = torch.tensor([float(time.perf_counter() - start > 60 * max_minutes)], device=accelerator.device)
+    spent = time.perf_counter() - start > 60 * max_minutes
+    if accelerator.num_processes == 1:
+        return spent  # no device tensor, so no host-device synchronisation in the step loop
+    flag = torch.tensor([float(spent)], device=accelerator.device)
     from accelerate.utils import broadcast
 
     return bool(broadcast(flag, from_process=0).item())

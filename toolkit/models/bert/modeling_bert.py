@@ -293,7 +293,9 @@ class ToolkitBertPreTrainedModel(PreTrainedModel):
     base_model_prefix = "bert"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    _no_split_modules = ["ToolkitBertEmbeddings", "ToolkitBertLayer"]
+    # Also the FSDP wrap list (accelerate_configs/fsdp.yaml): accelerate shards the input embeddings in a group of
+    # their own, so listing the embeddings module here would shard the word embeddings twice.
+    _no_split_modules = ["ToolkitBertLayer"]
 
     def _init_weights(self, module):
         """BERT initialisation: N(0, initializer_range) for linear and embedding weights, zero biases, unit

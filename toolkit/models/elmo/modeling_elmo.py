@@ -549,14 +549,18 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
         count = valid.sum()
         if logits is not None:
             nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="sum")
+        elif self.softmax is not None:
+            # Every position, ignored ones included: boolean selection would make the host wait for the device.
+            logits = self.softmax(hidden).float()
+            nll = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")
         else:
-            selected = hidden[valid]  # (N, P): only positions with a target
+            selected = hidden[valid]  # (N, P): only positions with a target (the adaptive softmax selects anyway)
             if selected.numel() == 0:
                 nll = hidden.sum() * 0.0
-            elif self.softmax is not None:
-                nll = F.cross_entropy(self.softmax(selected).float(), targets[valid], reduction="sum")
             else:
-                nll = -self.adaptive_softmax(selected.float(), targets[valid]).output.sum()
+                # In the weights' dtype: fp32 (autocast or not), bf16 where FSDP / DeepSpeed hold bf16 weights.
+                dtype = self.adaptive_softmax.head.weight.dtype
+                nll = -self.adaptive_softmax(selected.to(dtype), targets[valid]).output.float().sum()
         return nll / count.clamp(min=1), count
 
     def forward(

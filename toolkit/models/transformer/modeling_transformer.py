@@ -492,6 +492,9 @@ class TransformerSeq2SeqModel(TransformerSeq2SeqPreTrainedModel):
         self.encoder = TransformerSeq2SeqEncoder(config)
         self.decoder = TransformerSeq2SeqDecoder(config)
         if config.share_embeddings:  # one joint vocabulary: the decoder reads the encoder's embedding matrix
+            # The same module, not only the same Parameter: FSDP2 keeps a shared parameter in one group, and it
+            # finds the decoder's use of it only when the module itself is shared.
+            self.decoder.embeddings.tokens = self.encoder.embeddings.tokens
             self._tied_weights_keys = {"decoder.embeddings.tokens.weight": "encoder.embeddings.tokens.weight"}
         else:
             self._tied_weights_keys = None
