@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The recipe x accelerate-config matrix on a GPU (issue: scale-out; README "Accelerate configs"). For each launch
-# (single_gpu.yaml, single_gpu.yaml + --torch_compile, fsdp.yaml with one process, DeepSpeed ZeRO-2 with one process
-# when it can be installed) the four recipes run their quickstart config for a few steps in parallel, save, and the
+# (single_gpu.yaml, fsdp.yaml with one process, DeepSpeed ZeRO-2 and ZeRO-3 with one process when DeepSpeed can be
+# installed, single_gpu.yaml + --torch_compile) the four recipes run their quickstart config for a few steps in parallel, save, and the
 # saved model is reloaded with from_pretrained. Under FSDP and DeepSpeed each run is then resumed from its (sharded)
 # mid-run checkpoint and must log the same last-step loss. Writes gpu_check.tsv and one log per run to $OUT.
 #
@@ -25,7 +25,8 @@ else
   LAUNCHES=("single_gpu|--config_file accelerate_configs/single_gpu.yaml|"
             "fsdp_1proc|--config_file accelerate_configs/fsdp.yaml --num_processes 1|")
   $PY -c "import deepspeed" >/dev/null 2>&1 \
-    && LAUNCHES+=("deepspeed_zero2_1proc|--config_file accelerate_configs/deepspeed_zero2.yaml --num_processes 1|")
+    && LAUNCHES+=("deepspeed_zero2_1proc|--config_file accelerate_configs/deepspeed_zero2.yaml --num_processes 1|"
+                  "deepspeed_zero3_1proc|--config_file accelerate_configs/deepspeed_zero3.yaml --num_processes 1|")
   LAUNCHES+=("single_gpu_compile|--config_file accelerate_configs/single_gpu.yaml|--torch_compile true")
 fi
 HALF=$((STEPS / 2))  # checkpoint (and resume) step
