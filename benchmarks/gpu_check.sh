@@ -42,11 +42,14 @@ step_loss() {  # the training loss logged at step $2 in log $1 (a JSON line {"st
 run_one() {  # recipe cfg launch-name launch-flags extra-recipe-flags port
   local recipe=$1 cfg=$2 name=$3 flags=$4 extra=$5 port=$6
   local dir=$RUNS/$recipe-$name log=$OUT/$recipe-$name.log start rc secs note outcome
+  launch() {  # the recipe's few-step run under this launch config; extra recipe flags in "$@"
+    # shellcheck disable=SC2086
+    HF_HOME=$RUNS/hf-$recipe-$name timeout "${RUN_TIMEOUT:-400}" $PY -m accelerate.commands.launch $flags \
+      --main_process_port "$port" recipes/$recipe.py --config "$cfg" --output_dir "$dir" --max_steps "$STEPS" \
+      --eval_steps "$STEPS" --save_steps "$HALF" --logging_steps 1 $extra "$@"
+  }
   rm -rf "$dir"; start=$(date +%s)
-  # shellcheck disable=SC2086
-  HF_HOME=$RUNS/hf-$recipe-$name timeout "${RUN_TIMEOUT:-400}" $PY -m accelerate.commands.launch $flags \
-    --main_process_port "$port" recipes/$recipe.py --config "$cfg" --output_dir "$dir" --max_steps "$STEPS" \
-    --eval_steps "$STEPS" --save_steps "$HALF" --logging_steps 1 --overwrite_output_dir true $extra > "$log" 2>&1
+  launch --overwrite_output_dir true > "$log" 2>&1
   rc=$?
   if [ $rc -eq 0 ]; then
     note=$($PY benchmarks/reload_check.py "$dir" 2>&1 | tail -1)
@@ -56,11 +59,7 @@ run_one() {  # recipe cfg launch-name launch-flags extra-recipe-flags port
       local ckpt first second
       ckpt=$(printf "%s/checkpoints/step-%08d" "$dir" "$HALF")
       first=$(step_loss "$log" "$STEPS")
-      # shellcheck disable=SC2086
-      HF_HOME=$RUNS/hf-$recipe-$name timeout "${RUN_TIMEOUT:-400}" $PY -m accelerate.commands.launch $flags \
-        --main_process_port "$port" recipes/$recipe.py --config "$cfg" --output_dir "$dir" --max_steps "$STEPS" \
-        --eval_steps "$STEPS" --save_steps "$HALF" --logging_steps 1 --resume_from_checkpoint "$ckpt" $extra \
-        > "$OUT/$recipe-$name-resume.log" 2>&1
+      launch --resume_from_checkpoint "$ckpt" > "$OUT/$recipe-$name-resume.log" 2>&1
       second=$(step_loss "$OUT/$recipe-$name-resume.log" "$STEPS")
       if [ -n "$first" ] && [ "$first" = "$second" ]; then note="$note; resume from step $HALF ok (step-$STEPS loss $first)"
       else note="$note; RESUME MISMATCH step-$STEPS loss '$first' vs '$second'"; outcome=resume_failed; fi ;;
