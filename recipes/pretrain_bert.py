@@ -19,6 +19,7 @@ accuracy and perplexity every `--eval_steps`, checkpoints and resumes exactly, a
     accelerate launch --mixed_precision bf16 recipes/pretrain_bert.py --config recipes/configs/bert/budget.yaml
 """
 
+import functools
 import json
 import math
 import os
@@ -57,6 +58,7 @@ from toolkit.training import (  # noqa: E402
     create_optimizer,
     create_scheduler,
     load_checkpoint,
+    load_saved_model,
     make_accelerator,
     resolve_checkpoint,
     save_checkpoint,
@@ -178,22 +180,6 @@ def build_examples(split, tokenizer, mlm_args, data_args, seed):
     return datasets.Dataset.from_list(rows)
 
 
-def canonicalize_wordpiece_ids(tokenizer_json: str) -> None:
-    """Renumber a freshly trained WordPiece vocabulary deterministically: the `tokenizers` trainer yields the same
-    tokens but breaks ties in a run-dependent order, so ids (and with them the whole run) would not be reproducible.
-    Special tokens keep their ids; the other tokens get the following ids in sorted order."""
-    with open(tokenizer_json, encoding="utf-8") as f:
-        spec = json.load(f)
-    vocab = spec["model"]["vocab"]
-    special = {t["content"] for t in spec.get("added_tokens", [])}
-    fixed = {tok: i for tok, i in vocab.items() if tok in special}
-    rest = sorted(tok for tok in vocab if tok not in special)
-    free = [i for i in range(len(vocab)) if i not in set(fixed.values())]
-    spec["model"]["vocab"] = {**fixed, **dict(zip(rest, free))}
-    with open(tokenizer_json, "w", encoding="utf-8") as f:
-        json.dump(spec, f, ensure_ascii=False)
-
-
 def flops_per_token(config, seq_len: int) -> float:
     """6 N (matmul parameters, dense MLM head) + attention score/value matmuls, for training."""
     h, L, i = config.hidden_size, config.num_hidden_layers, config.intermediate_size
@@ -292,10 +278,9 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
         else:
             if accelerator.is_main_process and not (resume and os.path.isdir(tokenizer_dir)):
                 accelerator.print(f"training a WordPiece tokenizer (vocab {model_args.vocab_size}) on the train split")
-                texts = batch_iterator(raw["train"], data_args.text_column)
+                texts = functools.partial(batch_iterator, raw["train"], data_args.text_column)  # read twice
                 trained = train_wordpiece(texts, vocab_size=model_args.vocab_size, lowercase=model_args.lowercase)
                 trained.save_pretrained(tokenizer_dir)
-                canonicalize_wordpiece_ids(os.path.join(tokenizer_dir, "tokenizer.json"))
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     with accelerator.main_process_first():
         train_set = build_examples(raw["train"], tokenizer, mlm_args, data_args, args.seed)
@@ -349,6 +334,10 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
             mask_token_id=tokenizer.mask_token_id,
         )
         model = (ToolkitBertForPreTraining if with_pairs else ToolkitBertForMaskedLM)(model_config)
+    # No training step waits for the device: the collator leaves out all-ones attention masks (packed blocks) and,
+    # for a sparse MLM head, hands over the masked positions instead of letting the model count them.
+    train_collator.collator.omit_unpadded_attention_mask = True
+    train_collator.collator.return_masked_positions = bool(getattr(model.config, "sparse_prediction", False))
     n_params = sum(p.numel() for p in model.parameters())
     accelerator.print(f"model: {type(model).__name__}, {n_params / 1e6:.2f} M parameters")
     model.to(accelerator.device)
@@ -380,7 +369,8 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
                 accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad()
-        progress.update(loss, n_tokens=batch["attention_mask"].sum())
+        mask = batch.get("attention_mask")  # left out when nothing is padded
+        progress.update(loss, n_tokens=batch["input_ids"].numel() if mask is None else mask.sum())
         if not accelerator.sync_gradients:
             continue
         scheduler.step()
@@ -439,7 +429,7 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
         accelerator.print(f"model saved to {os.path.abspath(args.output_dir)}")
         sample_model = unwrapped
         if sharded_checkpoints(accelerator):  # FSDP / DeepSpeed: use the weights just saved, not the sharded model
-            sample_model = AutoModelForMaskedLM.from_pretrained(args.output_dir).to(accelerator.device)
+            sample_model = load_saved_model(AutoModelForMaskedLM, args.output_dir).to(accelerator.device)
         sample = fill_mask(sample_model, tokenizer, mlm_args.fill_mask_text)
         if sample:
             accelerator.print(f"fill-mask: {mlm_args.fill_mask_text!r} -> {sample}")

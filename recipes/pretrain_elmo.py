@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from accelerate.utils import send_to_device
+from torch.utils.data import DataLoader, Dataset, default_collate
 from transformers import AutoModelForPreTraining, AutoTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,7 +42,13 @@ from toolkit import config  # noqa: E402
 from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
 from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # noqa: E402
-from toolkit.models.elmo import ElmoConfig, ElmoForLanguageModeling, ElmoTokenizerFast  # noqa: E402
+from toolkit.models.elmo import (  # noqa: E402
+    ElmoConfig,
+    ElmoForLanguageModeling,
+    ElmoTokenizerFast,
+    adaptive_softmax_plan,
+    character_cnn_plan,
+)
 from toolkit.training import (  # noqa: E402
     ProgressLogger,
     TrainingArguments,
@@ -101,6 +108,16 @@ class ElmoModelArguments:
             raise ValueError("char_cnn_widths and char_cnn_num_filters must have the same length")
 
     def elmo_config(self, tokenizer) -> ElmoConfig:
+        cutoffs = self.adaptive_cutoffs
+        if (
+            self.softmax_type == "adaptive"
+            and cutoffs
+            and not (list(cutoffs) == sorted(set(cutoffs)) and 0 < cutoffs[0] and cutoffs[-1] < len(tokenizer))
+        ):
+            raise UserError(
+                f"adaptive_cutoffs {list(cutoffs)} must increase and stay below the vocabulary size ({len(tokenizer)} "
+                "words, after min_frequency): lower them or raise vocab_size"
+            )
         return ElmoConfig(
             vocab_size=len(tokenizer),
             token_embedder=self.token_embedder,
@@ -257,7 +274,31 @@ class CarriedStates:
         self.states = None if sd["h"] is None else (sd["h"], sd["c"])
 
 
-def stream_loader(stream, length, tokenizer, with_chars, batch_size, accelerator, carry: bool, shuffle: bool):
+class PlanCollator:
+    """Stacks windows and adds what the model would otherwise have to ask the device for (the adaptive softmax's rows
+    per cluster, the character CNN's distinct words), computed here on the CPU: no training step then waits for the
+    device (`ElmoForLanguageModeling.forward`)."""
+
+    def __init__(self, model: ElmoForLanguageModeling):
+        self.config = model.config
+        asm = model.adaptive_softmax
+        self.cutoffs = None if asm is None else list(asm.cutoffs[:-1])
+
+    def __call__(self, items):
+        batch = default_collate(items)
+        if self.cutoffs is not None:
+            for direction in ("forward", "backward"):
+                batch[f"{direction}_softmax_plan"] = adaptive_softmax_plan(batch[f"{direction}_labels"], self.cutoffs)
+        if "char_ids" in batch:
+            batch["char_plan"] = character_cnn_plan(batch["char_ids"], self.config)
+        if "backward_char_ids" in batch:
+            batch["backward_char_plan"] = character_cnn_plan(batch["backward_char_ids"], self.config)
+        return batch
+
+
+def stream_loader(
+    stream, length, tokenizer, with_chars, batch_size, accelerator, carry: bool, shuffle: bool, collate_fn=None
+):
     """DataLoader of windows. Carried states: this process reads its own rows in order (not `prepare`d); its own
     generator keeps the DataLoader's seed draw out of the global RNG stream that dropout uses (exact resume)."""
     if carry:
@@ -266,10 +307,12 @@ def stream_loader(stream, length, tokenizer, with_chars, batch_size, accelerator
         dataset = StreamWindows(stream, length, tokenizer, with_chars, rows=rows, row_ids=mine)
         return DataLoader(
             dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator().manual_seed(0),
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=torch.cuda.is_available(), collate_fn=collate_fn,
         )  # fmt: skip
     dataset = StreamWindows(stream, length, tokenizer, with_chars)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, pin_memory=torch.cuda.is_available())
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, pin_memory=torch.cuda.is_available(), collate_fn=collate_fn
+    )
 
 
 # --- evaluation ---------------------------------------------------------------------------------------------------
@@ -281,7 +324,7 @@ def evaluate(model, loader, accelerator) -> dict:
     totals = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # nll fwd, count fwd, nll bwd, count bwd
     states = None
     for batch in loader:
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        batch = send_to_device(batch, accelerator.device, non_blocking=True)
         with torch.no_grad():
             out = model(**batch, initial_states=states, return_final_states=True, return_logits=False)
         states = out.final_states
@@ -368,6 +411,7 @@ def main(
         accelerator,
         carry=elmo_args.carry_state,
         shuffle=True,
+        collate_fn=PlanCollator(model),
     )
     eval_loader = stream_loader(
         eval_stream,
@@ -378,6 +422,7 @@ def main(
         accelerator,
         carry=True,
         shuffle=False,
+        collate_fn=PlanCollator(model),
     )
 
     # --- optimizer and schedule ---
@@ -403,7 +448,7 @@ def main(
         progress.record(evaluate(model, eval_loader, accelerator))
     eval_metrics = {}
     for batch in training_batches(accelerator, train_loader, state, num_epochs):
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        batch = send_to_device(batch, accelerator.device, non_blocking=True)
         if state.batch_in_epoch == 1:  # a new pass over the stream starts without context
             carried.states = None
         with accelerator.accumulate(model):

@@ -134,6 +134,20 @@ def test_wordpiece_round_trip_and_pairs(tmp_path):
     assert again.mask_token == "[MASK]" and again.pad_token == "[PAD]"
 
 
+def test_wordpiece_training_is_deterministic():
+    # The plain `tokenizers` trainer gives different vocabularies from run to run on texts like these (count ties
+    # broken by hash-map order, huggingface/tokenizers#1794); train_wordpiece must not.
+    texts = ["Wel come to the Tok en izers libr ary.", "tokenizers are trained here and there"] * 3
+    results = {
+        tuple(sorted(train_wordpiece(texts, vocab_size=60, min_frequency=1).get_vocab().items())) for _ in range(12)
+    }
+    assert len(results) == 1
+    vocab = dict(next(iter(results)))
+    assert "##e" in vocab and vocab["[PAD]"] == 0
+    tok = train_wordpiece(lambda: iter([texts]), vocab_size=60, min_frequency=1)  # a function giving fresh iterables
+    assert dict(tok.get_vocab()) == vocab and tok.all_special_tokens.count("##e") == 0
+
+
 def test_bpe_round_trip_and_word_level_cutoff():
     texts = ["ein kleines Mädchen klettert", "a little girl climbing"] * 30
     bpe = train_bpe([texts], vocab_size=300)

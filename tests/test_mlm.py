@@ -81,6 +81,20 @@ def test_specials_and_padding_never_masked(tokenizer):
         assert torch.all(batch["attention_mask"][i, n:] == 0) and torch.all(batch["attention_mask"][i, :n] == 1)
 
 
+def test_masked_positions_and_omitted_attention_mask(tokenizer):
+    # What lets the training step run without host-device synchronisation (tests/models/test_bert.py)
+    plain = DataCollatorForMLM(tokenizer, seed=0)
+    collator = DataCollatorForMLM(tokenizer, seed=0, return_masked_positions=True, omit_unpadded_attention_mask=True)
+    padded = random_features(tokenizer, n=8, min_len=3, max_len=30)
+    batch, reference = collator(padded), plain(padded)
+    torch.testing.assert_close(batch["masked_positions"], (reference["labels"].view(-1) != -100).nonzero().view(-1))
+    torch.testing.assert_close(batch["attention_mask"], reference["attention_mask"])  # padded: the mask stays
+    packed = [{"input_ids": f["input_ids"][:4], "example_id": f["example_id"]} for f in padded]
+    batch = collator(packed)
+    assert "attention_mask" not in batch and "attention_mask" in plain(packed)
+    assert torch.equal(batch["labels"], plain(packed)["labels"])
+
+
 def test_whole_word_masking(tokenizer):
     collator = DataCollatorForMLM(tokenizer, mlm_probability=0.2, whole_word_mask=True, seed=3)
     feats = random_features(tokenizer, n=100, pieces=True)

@@ -1,11 +1,12 @@
-"""Wrap one toolkit model with accelerate's FSDP2 preparation on CPU (one gloo process), train two steps, gather the
-full state dict and load a full state dict back. Prints `ok <loss>` on success.
+"""Wrap one toolkit model with accelerate's FSDP2 preparation on CPU (gloo; one process, or every rank under torchrun),
+train two steps, gather the full state dict and load a full state dict back. Prints `ok <loss>` on success.
 
-accelerate only turns FSDP on for GPU launches, so this forces its FSDP2 path on a CPU process: it exercises what
+accelerate only turns FSDP on for GPU launches, so this forces its FSDP2 path on CPU processes: it exercises what
 broke on the GPU (a module sharded twice, an embedding shared across FSDP groups, fp32 activations meeting bf16
 weights, loading the best weights into DTensor parameters). The real check on CUDA is benchmarks/gpu_check.sh.
 
     python tests/helpers/fsdp_cpu.py FAMILY PORT [MIXED_PRECISION]
+    torchrun --nproc_per_node 2 --master_port PORT tests/helpers/fsdp_cpu.py FAMILY PORT [MIXED_PRECISION]
 """
 
 import os
@@ -16,8 +17,9 @@ import torch.distributed as dist
 
 family, port = sys.argv[1], sys.argv[2]
 mixed_precision = sys.argv[3] if len(sys.argv) > 3 else "bf16"
-os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-dist.init_process_group("gloo", rank=0, world_size=1)
+if "RANK" not in os.environ:  # one process; under torchrun every rank holds a real shard
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+dist.init_process_group("gloo")
 
 from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin  # noqa: E402

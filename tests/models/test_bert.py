@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertForPreTraining, BertModel
 
+from tests.helpers.host_sync import host_sync_ops
 from toolkit.models.bert import (
     ToolkitBertConfig,
     ToolkitBertForMaskedLM,
@@ -326,6 +327,31 @@ def test_all_ones_mask_equals_no_mask():
 
 # ---------------------------------------------------------------------------------------------------------------
 # sparse prediction and padded vocabulary
+
+
+@pytest.mark.parametrize("cls", [ToolkitBertForMaskedLM, ToolkitBertForPreTraining])
+def test_sparse_prediction_with_masked_positions_never_syncs(cls):
+    # The training step on packed blocks (no padding, so the collator sends no attention mask), given the collator's
+    # masked positions, runs no operator that makes the host wait for the device; finding the positions from the
+    # labels does, and so does an attention mask (checked for padding to pick SDPA's mask-free kernel).
+    torch.manual_seed(0)
+    model = cls(tiny_config(pretraining_objectives=["mlm", "nsp"], sparse_prediction=True)).train()
+    batch = make_batch(pad=False)
+    labels = mlm_labels(batch["input_ids"], batch.pop("attention_mask"))
+    positions = (labels.reshape(-1) != -100).nonzero().squeeze(1)
+    kwargs = dict(next_sentence_label=torch.tensor([0, 1, 0])) if cls is ToolkitBertForPreTraining else {}
+    with_positions = model(**batch, labels=labels, masked_positions=positions, **kwargs)
+    without = model(**batch, labels=labels, **kwargs)
+    torch.testing.assert_close(with_positions.loss, without.loss)
+    torch.testing.assert_close(with_positions.prediction_labels, labels[labels != -100])
+
+    def step(**extra):
+        model(**batch, labels=labels, **kwargs, **extra).loss.backward()
+
+    assert host_sync_ops(lambda: step(masked_positions=positions)) == []
+    assert "aten.nonzero" in host_sync_ops(step)
+    mask = torch.ones_like(labels)
+    assert host_sync_ops(lambda: step(masked_positions=positions, attention_mask=mask)) == ["aten._local_scalar_dense"]
 
 
 @pytest.mark.parametrize("cls", [ToolkitBertForMaskedLM, ToolkitBertForPreTraining])

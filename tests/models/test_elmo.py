@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification, AutoTokenizer
 
+from tests.helpers.host_sync import host_sync_ops
 from toolkit.models.elmo import (
     ELMO_PRESETS,
     ElmoConfig,
@@ -18,6 +19,8 @@ from toolkit.models.elmo import (
     ElmoForSequenceClassification,
     ElmoModel,
     ElmoTokenizerFast,
+    adaptive_softmax_plan,
+    character_cnn_plan,
     register,
 )
 
@@ -419,3 +422,44 @@ def test_save_and_load_with_trust_remote_code_without_toolkit(tokenizer, tmp_pat
     torch.testing.assert_close(got["loss"], expected.loss)
     torch.testing.assert_close(got["logits"], expected.forward_logits)
     torch.testing.assert_close(got["hidden"], expected.hidden_states[-1])
+
+
+@pytest.mark.parametrize("token_embedder", ["char_cnn", "word"])
+def test_adaptive_softmax_with_host_plan_matches_and_never_syncs(token_embedder):
+    # The pretraining step (stream windows: no padding, targets aligned by the data) with the collator's plans
+    # (adaptive-softmax rows, the character CNN's distinct words): the same loss and gradients as torch's AdaptiveLogSoftmaxWithLoss path, and no operator
+    # that makes the host wait for the device; the plain path does select rows on the device.
+    torch.manual_seed(0)
+    cutoffs = [8, 20]
+    model = ElmoForLanguageModeling(
+        tiny_config(token_embedder, softmax_type="adaptive", adaptive_cutoffs=cutoffs, cell_clip=None, proj_clip=None)
+    )
+    input_ids, char_ids = random_batch(batch_size=3, seq_len=9)
+    inputs = {"input_ids": input_ids} if token_embedder == "word" else {"char_ids": char_ids}
+    forward_labels, backward_labels = ElmoForLanguageModeling.shift_labels(input_ids)
+    forward_labels[0, :3] = torch.tensor([2, 15, 60])  # one word of each cluster at least
+    labels = dict(forward_labels=forward_labels, backward_labels=backward_labels, return_logits=False)
+    plans = dict(
+        forward_softmax_plan=adaptive_softmax_plan(forward_labels, cutoffs),
+        backward_softmax_plan=adaptive_softmax_plan(backward_labels, cutoffs),
+    )
+    if token_embedder == "char_cnn":
+        plans["char_plan"] = character_cnn_plan(char_ids, model.config)
+    order, sizes = plans["forward_softmax_plan"]
+    assert len(sizes) == 3 and all(sizes) and sum(sizes) == int((forward_labels != -100).sum())
+    assert order[: sizes[0]].tolist() == sorted(order[: sizes[0]].tolist())
+
+    def loss_and_grads(**extra):
+        model.zero_grad()
+        out = model(**inputs, **labels, **extra)
+        out.loss.backward()
+        return out, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    (planned, planned_grads), (plain, plain_grads) = loss_and_grads(**plans), loss_and_grads()
+    torch.testing.assert_close(planned.forward_loss, plain.forward_loss)
+    torch.testing.assert_close(planned.backward_loss, plain.backward_loss)
+    assert planned.num_forward_targets == plain.num_forward_targets
+    for a, b in zip(planned_grads, plain_grads):
+        torch.testing.assert_close(a, b)
+    assert host_sync_ops(lambda: model(**inputs, **labels, **plans).loss.backward()) == []
+    assert "aten.nonzero" in host_sync_ops(lambda: model(**inputs, **labels).loss.backward())

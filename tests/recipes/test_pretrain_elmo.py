@@ -255,3 +255,13 @@ def test_two_processes_match_one_process(tmp_path):
         step
     ) in a:  # all-reduced gradients differ from one big batch by float rounding, which Adam at lr 1e-2 amplifies
         assert b[step] == pytest.approx(a[step], rel=1e-3), (step, a, b)
+
+
+def test_adaptive_cutoffs_beyond_the_vocabulary_are_a_one_line_error(tmp_path, capsys):
+    recipe = _recipe()
+    args = [*TINY, "--softmax_type", "adaptive", "--adaptive_cutoffs", "100", "5000", "--output_dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as info:
+        recipe.main(*recipe.parse_args(args))
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: adaptive_cutoffs [100, 5000] must increase and stay below the vocabulary size")

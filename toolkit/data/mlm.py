@@ -68,10 +68,16 @@ class DataCollatorForMLM:
         seed: masking seed; together with `set_epoch(epoch)` it fully determines the masking.
         pad_to_multiple_of: round the padded length up to a multiple of this.
         mask_replace_prob, random_replace_prob: the 80/10 of the 80/10/10 rule.
+        return_masked_positions: also return `masked_positions`, the (N,) flat indices (row * T + column, ascending)
+            of the positions with a label. A BERT with `sparse_prediction` then selects them on the device without
+            asking it how many there are (no host-device synchronisation in the training step).
+        omit_unpadded_attention_mask: leave `attention_mask` out of a batch that has no padding (packed blocks), so
+            the model need not ask the device whether the mask is all ones before picking SDPA's mask-free kernel.
 
     Features: dicts with "input_ids" (list or tensor of ints), optional "token_type_ids", "attention_mask",
     "example_id" (the dataset row index; see the module docstring) and "next_sentence_label". Returns a dict of
-    tensors: input_ids (masked), attention_mask, token_type_ids, labels, and next_sentence_label when given.
+    tensors: input_ids (masked), attention_mask (unless omitted, see above), token_type_ids, labels,
+    next_sentence_label when given, and masked_positions when asked for.
     """
 
     def __init__(
@@ -83,6 +89,8 @@ class DataCollatorForMLM:
         pad_to_multiple_of: int | None = None,
         mask_replace_prob: float = 0.8,
         random_replace_prob: float = 0.1,
+        return_masked_positions: bool = False,
+        omit_unpadded_attention_mask: bool = False,
     ):
         if not 0.0 < mlm_probability < 1.0:
             raise ValueError("mlm_probability must be in (0, 1)")
@@ -96,6 +104,8 @@ class DataCollatorForMLM:
         self.pad_to_multiple_of = pad_to_multiple_of
         self.mask_replace_prob = mask_replace_prob
         self.random_replace_prob = random_replace_prob
+        self.return_masked_positions = return_masked_positions
+        self.omit_unpadded_attention_mask = omit_unpadded_attention_mask
         self.pad_token_id = tokenizer.pad_token_id
         self.mask_token_id = tokenizer.mask_token_id
         vocab_size = len(tokenizer)
@@ -136,6 +146,10 @@ class DataCollatorForMLM:
         batch = dict(input_ids=masked, attention_mask=attention_mask, token_type_ids=token_type_ids, labels=labels)
         if all("next_sentence_label" in f for f in features):
             batch["next_sentence_label"] = torch.tensor([int(f["next_sentence_label"]) for f in features])
+        if self.return_masked_positions:
+            batch["masked_positions"] = (labels.reshape(-1) != -100).nonzero().squeeze(1)
+        if self.omit_unpadded_attention_mask and bool(attention_mask.all()):
+            del batch["attention_mask"]
         return batch
 
     def mask_tokens(self, input_ids, attention_mask, example_ids):

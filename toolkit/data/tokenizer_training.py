@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
@@ -45,14 +46,33 @@ def _checked(texts: Iterable) -> Iterator:
         raise UserError("cannot train a tokenizer on an empty corpus (no non-empty text found)")
 
 
-def train_wordpiece(texts: Iterable, vocab_size: int = 30522, lowercase: bool = True, min_frequency: int = 2):
+def train_wordpiece(
+    texts: Iterable | Callable[[], Iterable], vocab_size: int = 30522, lowercase: bool = True, min_frequency: int = 2
+):
+    """A BERT WordPiece tokenizer trained on `texts` (strings or lists of strings), the same for the same texts.
+
+    The `tokenizers` trainer gives the `##` continuation tokens ids in hash-map order and breaks ties between equally
+    frequent merges by id, so two trainings on the same text can differ (huggingface/tokenizers#1794). Here a first
+    pass over the texts finds every continuation character, and they are given fixed ids before training; the
+    trainer then only ever compares deterministic ids. `texts` is read twice: pass a list, or a function returning a
+    fresh iterable (a one-shot iterator is read into a list).
+    """
+    if not callable(texts) and not isinstance(texts, (list, tuple)):
+        texts = list(texts)
+    passes = texts if callable(texts) else (lambda: texts)
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##")
+    continuations = sorted({"##" + c for word in _words(tok, passes()) for c in word[1:]})
     specials = list(BERT_SPECIALS.values())
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials)
-    tok.train_from_iterator(_checked(texts), trainer=trainer)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials + continuations
+    )
+    tok.train_from_iterator(_checked(passes()), trainer=trainer)
+    spec = json.loads(tok.to_str())  # the continuations were only special to fix their ids: make them plain tokens
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] in specials]
+    tok = Tokenizer.from_str(json.dumps(spec))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
@@ -63,6 +83,13 @@ def train_wordpiece(texts: Iterable, vocab_size: int = 30522, lowercase: bool = 
         model_input_names=["input_ids", "token_type_ids", "attention_mask"],
         **BERT_SPECIALS,
     )
+
+
+def _words(tok: Tokenizer, texts: Iterable) -> Iterator[str]:
+    """The words the trainer sees: each text normalised and pre-tokenized as `tok` does."""
+    for item in texts:
+        for text in item if isinstance(item, list) else [item]:
+            yield from (w for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)))
 
 
 def train_bpe(texts: Iterable, vocab_size: int = 16000, min_frequency: int = 2):

@@ -124,8 +124,9 @@ def load_checkpoint(accelerator, path: str) -> TrainState:
 
 def load_full_state_dict(accelerator, model, state_dict: dict, strict: bool = True) -> None:
     """Collective. Load a full (unsharded) state dict, e.g. the best or averaged weights, into a prepared model:
-    plain, DDP, DeepSpeed ZeRO-1/2 or FSDP2 (whose parameters are sharded DTensors that `load_state_dict` cannot
-    copy plain tensors into)."""
+    plain, DDP, DeepSpeed ZeRO-1/2/3 (ZeRO-3: partitioned parameters, gathered for the load) or FSDP2 (whose
+    parameters are sharded DTensors that `load_state_dict` cannot copy plain tensors into). The optimizer's own copy
+    of the weights (DeepSpeed's fp32 partitions) is not updated: load after the last optimizer step."""
     unwrapped = accelerator.unwrap_model(model)
     if getattr(accelerator, "is_fsdp2", False):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
@@ -138,8 +139,35 @@ def load_full_state_dict(accelerator, model, state_dict: dict, strict: bool = Tr
             state_dict,
             options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=strict),
         )
+    elif zero3(accelerator):
+        import deepspeed
+
+        # Every parameter is partitioned: gather them all, load on every rank (the same state dict), re-partition.
+        with deepspeed.zero.GatheredParameters(list(unwrapped.parameters()), modifier_rank=0):
+            unwrapped.load_state_dict(state_dict, strict=strict)
     else:
         unwrapped.load_state_dict(state_dict, strict=strict)
+
+
+def zero3(accelerator) -> bool:
+    """Whether the model's parameters are partitioned by DeepSpeed ZeRO-3."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    return accelerator.distributed_type == DistributedType.DEEPSPEED and plugin is not None and plugin.zero_stage == 3
+
+
+def load_saved_model(auto_class, path: str):
+    """`auto_class.from_pretrained(path)` as an ordinary, unpartitioned model, also inside a DeepSpeed ZeRO-3 run:
+    there transformers would build it partitioned, a collective that a process loading it alone (e.g. the main
+    process, for a sample) never completes."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    active = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        return auto_class.from_pretrained(path)
+    finally:
+        if active is not None and active() is not None:
+            hf_deepspeed.set_hf_deepspeed_config(active())
 
 
 def sharded_checkpoints(accelerator) -> bool:

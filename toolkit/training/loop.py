@@ -15,9 +15,10 @@ import time
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, set_seed
 from tqdm.auto import tqdm
 
+from toolkit.errors import UserError
 from toolkit.training.checkpoint import TrainState
 
 
@@ -25,8 +26,15 @@ def make_accelerator(args, **kwargs) -> Accelerator:
     """Accelerator for `TrainingArguments`; mixed precision and distribution come from `accelerate launch`."""
     log_with = None if args.report_to == "none" else args.report_to
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
-        # `accelerate launch --multi_gpu --num_processes N` on a machine without GPUs: real gloo processes.
-        kwargs.setdefault("cpu", True)
+        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+            # DeepSpeed on CPU (its CPU accelerator; how the tests run it): accelerate only starts the process group
+            # when told the backend, and `cpu=True` would turn DeepSpeed off.
+            handlers = kwargs.setdefault("kwargs_handlers", [])
+            if not any(isinstance(h, InitProcessGroupKwargs) for h in handlers):
+                handlers.append(InitProcessGroupKwargs(backend="gloo"))
+        else:
+            # `accelerate launch --multi_gpu --num_processes N` on a machine without GPUs: real gloo processes.
+            kwargs.setdefault("cpu", True)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=log_with,
@@ -37,12 +45,38 @@ def make_accelerator(args, **kwargs) -> Accelerator:
         **kwargs,
     )
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
-    if plugin is not None and plugin.is_auto("train_micro_batch_size_per_gpu"):
+    if plugin is not None:
+        configure_deepspeed(plugin, accelerator, args)
+    set_seed(args.seed)
+    return accelerator
+
+
+def configure_deepspeed(plugin, accelerator: Accelerator, args) -> None:
+    """Make a DeepSpeed run train as the recipe's arguments say, as DDP would.
+
+    DeepSpeed clips gradients and accumulates micro-batches itself, from its own config, and accelerate lets an
+    accelerate config's `gradient_accumulation_steps` replace the one the script asked for. So the shipped DeepSpeed
+    configs leave both unset and they are filled here from --max_grad_norm / --gradient_accumulation_steps; a config
+    that sets a different value is an error naming the key, rather than a silently different training run.
+    """
+    if accelerator.gradient_accumulation_steps != args.gradient_accumulation_steps:
+        raise UserError(
+            f"the accelerate config sets deepspeed_config.gradient_accumulation_steps="
+            f"{accelerator.gradient_accumulation_steps} but --gradient_accumulation_steps is "
+            f"{args.gradient_accumulation_steps}: remove the key from the accelerate config (the recipe's value is used)"
+        )
+    clipping = plugin.deepspeed_config.get("gradient_clipping", "auto")
+    if clipping == "auto":
+        plugin.deepspeed_config["gradient_clipping"] = float(args.max_grad_norm)
+    elif float(clipping) != float(args.max_grad_norm):
+        raise UserError(
+            f"the accelerate config sets deepspeed_config.gradient_clipping={clipping} but --max_grad_norm is "
+            f"{args.max_grad_norm}: remove the key from the accelerate config (the recipe's value is used)"
+        )
+    if plugin.is_auto("train_micro_batch_size_per_gpu"):
         # DeepSpeed wants an integer micro-batch size, which accelerate reads off the DataLoader; token-count
         # batching (seq2seq) has none, so give DeepSpeed the nominal one. The real batches still come from the loader.
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = args.per_device_train_batch_size
-    set_seed(args.seed)
-    return accelerator
 
 
 def total_training_steps(args, num_batches_per_epoch: int) -> tuple[int, int]:
@@ -185,6 +219,13 @@ def save_final_model(accelerator: Accelerator, model, tokenizer, output_dir: str
     unwrapped = accelerator.unwrap_model(model)
     if hasattr(unwrapped, "_orig_mod"):  # torch.compile wrapper
         unwrapped = unwrapped._orig_mod
+    tied = getattr(unwrapped, "_tied_weights_keys", None)
+    if state_dict and isinstance(tied, dict):
+        # DeepSpeed's gathered state dict holds tied weights as separate copies, which save_pretrained would then
+        # write twice; drop the copy, as a DDP save does (from_pretrained ties it again).
+        for copy, source in tied.items():
+            if copy in state_dict and source in state_dict and torch.equal(state_dict[copy], state_dict[source]):
+                del state_dict[copy]
     unwrapped.save_pretrained(
         output_dir, state_dict=state_dict, is_main_process=accelerator.is_main_process, save_function=accelerator.save
     )

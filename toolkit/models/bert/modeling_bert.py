@@ -400,14 +400,18 @@ class ToolkitBertModel(ToolkitBertPreTrainedModel):
         return out if return_dict else out.to_tuple()
 
 
-def _mlm_logits_and_loss(head, sequence_output, labels, sparse: bool, vocab_size: int):
+def _mlm_logits_and_loss(head, sequence_output, labels, sparse: bool, vocab_size: int, masked_positions=None):
     """Run the MLM head. Returns (logits, loss, prediction_labels) following the dense/sparse convention of
-    `ToolkitBertMaskedLMOutput`."""
+    `ToolkitBertMaskedLMOutput`. Sparse mode selects rows with `masked_positions` when given (the collator computes
+    them on the host, so the device never has to report how many positions are masked); otherwise it finds them from
+    `labels`, which makes the host wait for the device once per step."""
     if labels is not None and sparse:
         flat_labels = labels.reshape(-1)
-        keep = flat_labels != -100
-        prediction_labels = flat_labels[keep]  # (N,)
-        logits = head(sequence_output.reshape(-1, sequence_output.shape[-1])[keep])  # (N, V_padded)
+        if masked_positions is None:
+            masked_positions = (flat_labels != -100).nonzero().squeeze(1)
+        prediction_labels = flat_labels.index_select(0, masked_positions)  # (N,)
+        hidden = sequence_output.reshape(-1, sequence_output.shape[-1]).index_select(0, masked_positions)
+        logits = head(hidden)  # (N, V_padded)
         loss = F.cross_entropy(logits.float(), prediction_labels)
     else:
         prediction_labels = None
@@ -448,9 +452,12 @@ class ToolkitBertForMaskedLM(ToolkitBertPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        masked_positions=None,
         **kwargs,
     ):
-        """labels: (B, T) token ids at masked positions, -100 elsewhere."""
+        """labels: (B, T) token ids at masked positions, -100 elsewhere. masked_positions: optional (N,) flat indices
+        (row * T + column, ascending) of the labelled positions, as `DataCollatorForMLM(return_masked_positions=True)`
+        returns them; used by sparse prediction to avoid a host-device synchronisation."""
         return_dict = self._resolve(return_dict, self.config.return_dict)
         enc = self.bert(
             input_ids,
@@ -463,8 +470,9 @@ class ToolkitBertForMaskedLM(ToolkitBertPreTrainedModel):
             return_dict=True,
         )
         logits, loss, prediction_labels = _mlm_logits_and_loss(
-            self.cls, enc.last_hidden_state, labels, self.config.sparse_prediction, self.config.vocab_size
-        )
+            self.cls, enc.last_hidden_state, labels, self.config.sparse_prediction, self.config.vocab_size,
+            masked_positions,
+        )  # fmt: skip
         out = ToolkitBertMaskedLMOutput(
             loss=loss,
             logits=logits,
@@ -507,9 +515,11 @@ class ToolkitBertForPreTraining(ToolkitBertPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        masked_positions=None,
         **kwargs,
     ):
-        """labels: (B, T) MLM labels (-100 = not predicted); next_sentence_label: (B,) NSP/SOP labels."""
+        """labels: (B, T) MLM labels (-100 = not predicted); next_sentence_label: (B,) NSP/SOP labels;
+        masked_positions: see [`ToolkitBertForMaskedLM.forward`]."""
         return_dict = self._resolve(return_dict, self.config.return_dict)
         enc = self.bert(
             input_ids,
@@ -522,8 +532,9 @@ class ToolkitBertForPreTraining(ToolkitBertPreTrainedModel):
             return_dict=True,
         )
         logits, mlm_loss, prediction_labels = _mlm_logits_and_loss(
-            self.cls, enc.last_hidden_state, labels, self.config.sparse_prediction, self.config.vocab_size
-        )
+            self.cls, enc.last_hidden_state, labels, self.config.sparse_prediction, self.config.vocab_size,
+            masked_positions,
+        )  # fmt: skip
         sentence_logits = sentence_loss = None
         if self.seq_relationship is not None:
             sentence_logits = self.seq_relationship(enc.pooler_output)  # (B, 2)

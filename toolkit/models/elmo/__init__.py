@@ -14,6 +14,8 @@ from .modeling_elmo import (
     ElmoModelOutput,
     ElmoPreTrainedModel,
     ElmoScalarMix,
+    adaptive_softmax_plan,
+    character_cnn_plan,
 )
 from .tokenization_elmo import ElmoTokenizerFast, word_to_char_ids
 
@@ -59,6 +61,8 @@ __all__ = [
     "ElmoScalarMix",
     "ElmoModelOutput",
     "ElmoLanguageModelingOutput",
+    "adaptive_softmax_plan",
+    "character_cnn_plan",
     "ElmoTokenizerFast",
     "word_to_char_ids",
     "register",

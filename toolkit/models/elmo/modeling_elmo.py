@@ -131,19 +131,34 @@ class ElmoCharacterEncoder(nn.Module):
         x = torch.cat(pooled, dim=-1)  # (N, F)
         return self.projection(self.highway(x))  # (N, P)
 
-    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
-        batch_size, seq_len, num_chars = char_ids.shape
-        flat = char_ids.reshape(-1, num_chars)  # (B*T, C)
-        # Words repeat a lot within a batch: embed each distinct character sequence once, then scatter back.
-        unique_words, inverse = torch.unique(flat, dim=0, return_inverse=True)  # (N, C), (B*T,)
-        # Exact shortcut: character positions beyond the longest word + the widest filter only add windows made of
-        # padding characters, identical to windows that remain, so they cannot change the max-pooling.
-        is_char = (unique_words != self.padding_char_id) & (unique_words != 0)
-        positions = torch.arange(1, num_chars + 1, device=flat.device)
-        longest = int((is_char * positions).amax())
-        unique_words = unique_words[:, : min(num_chars, longest + self.max_width)]  # (N, C')
+    def forward(self, char_ids: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, P). `plan`: `character_cnn_plan(char_ids, config)` made on the host (see there)."""
+        batch_size, seq_len, _ = char_ids.shape
+        unique_words, inverse = (
+            plan if plan is not None else distinct_words(char_ids, self.padding_char_id, self.max_width)
+        )
         embedded = self.embed_words(unique_words)  # (N, P)
         return embedded[inverse].view(batch_size, seq_len, -1)  # (B, T, P)
+
+
+def distinct_words(char_ids: torch.Tensor, padding_char_id: int, max_width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, C) character ids -> (unique_words (N, C'), inverse (B*T,)): words repeat a lot within a batch, so the
+    CNN embeds each distinct character sequence once and scatters back. Exact shortcut: character positions beyond
+    the longest word + the widest filter only add windows made of padding characters, identical to windows that
+    remain, so they cannot change the max-pooling."""
+    num_chars = char_ids.shape[-1]
+    unique_words, inverse = torch.unique(char_ids.reshape(-1, num_chars), dim=0, return_inverse=True)
+    is_char = (unique_words != padding_char_id) & (unique_words != 0)
+    positions = torch.arange(1, num_chars + 1, device=char_ids.device)
+    longest = int((is_char * positions).amax()) if unique_words.numel() else 0
+    return unique_words[:, : min(num_chars, longest + max_width)], inverse
+
+
+def character_cnn_plan(char_ids: torch.Tensor, config: ElmoConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the character CNN would otherwise compute on the device, and wait for (`torch.unique` and the longest
+    word): a data collator calls this on the CPU `char_ids` and passes it as `char_plan` (see
+    `ElmoForLanguageModeling.forward`)."""
+    return distinct_words(char_ids, config.char_vocab_size - 1, max(width for width, _ in config.char_cnn_filters))
 
 
 class ElmoWordEmbedder(nn.Module):
@@ -415,12 +430,12 @@ class ElmoModel(ElmoPreTrainedModel):
             return self.token_embedder.word_embeddings
         return None
 
-    def embed_tokens(self, input_ids=None, char_ids=None) -> torch.Tensor:
+    def embed_tokens(self, input_ids=None, char_ids=None, char_plan=None) -> torch.Tensor:
         """Context-free token vectors (B, T, P) from `char_ids` (B, T, C) or `input_ids` (B, T)."""
         if self.config.token_embedder == "char_cnn":
             if char_ids is None:
                 raise ValueError("This ELMo uses a character CNN: pass `char_ids` (the tokenizer returns them).")
-            return self.token_embedder(char_ids)
+            return self.token_embedder(char_ids, char_plan)
         if input_ids is None:
             raise ValueError("This ELMo uses word embeddings: pass `input_ids`.")
         return self.token_embedder(input_ids)
@@ -436,6 +451,8 @@ class ElmoModel(ElmoPreTrainedModel):
         backward_char_ids: torch.LongTensor | None = None,
         backward_attention_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        char_plan: tuple[torch.Tensor, torch.Tensor] | None = None,
+        backward_char_plan: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs,
     ) -> ElmoModelOutput | tuple:
         r"""
@@ -452,6 +469,9 @@ class ElmoModel(ElmoPreTrainedModel):
         backward_input_ids / backward_char_ids / backward_attention_mask (*optional*):
             A different window for the backward LM (bilm-tf trains the backward LM on its own stream so that its state
             can be carried right-to-left). Defaults to the forward inputs.
+        char_plan / backward_char_plan (*optional*): `character_cnn_plan(char_ids, config)` of `char_ids` /
+            `backward_char_ids`, made on the host by a data collator, so that the character CNN need not ask the
+            device which words are distinct.
         """
         return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
         output, _ = self.encode(
@@ -463,6 +483,8 @@ class ElmoModel(ElmoPreTrainedModel):
             backward_input_ids,
             backward_char_ids,
             backward_attention_mask,
+            char_plan=char_plan,
+            backward_char_plan=backward_char_plan,
         )
         return output if return_dict else output.to_tuple()
 
@@ -477,17 +499,19 @@ class ElmoModel(ElmoPreTrainedModel):
         backward_char_ids=None,
         backward_attention_mask=None,
         build_representations=True,
+        char_plan=None,
+        backward_char_plan=None,
     ) -> tuple[ElmoModelOutput, tuple[torch.Tensor, torch.Tensor]]:
         """`forward` that also returns the unmasked top LSTM outputs of each direction ((B, T, P) each); with
         `build_representations=False` the layer tensors are not assembled (the LM head does not need them)."""
-        forward_inputs = self.embed_tokens(input_ids, char_ids)  # (B, T, P)
+        forward_inputs = self.embed_tokens(input_ids, char_ids, char_plan)  # (B, T, P)
         seq_len = forward_inputs.size(1)
         forward_lengths = _lengths_from_mask(attention_mask, seq_len)
         if backward_input_ids is None and backward_char_ids is None:
             backward_inputs, backward_lengths = forward_inputs, forward_lengths
             backward_attention_mask = attention_mask
         else:
-            backward_inputs = self.embed_tokens(backward_input_ids, backward_char_ids)
+            backward_inputs = self.embed_tokens(backward_input_ids, backward_char_ids, backward_char_plan)
             backward_lengths = _lengths_from_mask(backward_attention_mask, backward_inputs.size(1))
 
         fwd_outputs, bwd_outputs, final_states = self.encoder(
@@ -510,6 +534,26 @@ class ElmoModel(ElmoPreTrainedModel):
             final_states=final_states if return_final_states else None,
         )
         return output, (fwd_outputs[-1], bwd_outputs[-1])
+
+
+def adaptive_softmax_plan(targets: torch.Tensor, cutoffs: list[int]) -> tuple[torch.Tensor, list[int]]:
+    """Host-side row selection for the adaptive softmax, so that the device never has to say which rows hold which
+    words (a data collator calls this on the CPU targets; see `ElmoForLanguageModeling.forward`).
+
+    Args:
+        targets: (B, T) word ids, -100 = no target.
+        cutoffs: the adaptive softmax cluster bounds (`config.adaptive_cutoffs`, without the vocabulary size).
+
+    Returns:
+        (order, sizes): `order` (N,) the flat positions (b * T + t) of every target, grouped by cluster (shortlist
+        first, then each tail cluster, positions ascending within a group); `sizes` the number of targets per group.
+    """
+    flat = targets.reshape(-1)
+    cluster = torch.bucketize(flat, torch.tensor(list(cutoffs), dtype=flat.dtype), right=True)  # 0 = shortlist
+    cluster = cluster.masked_fill(flat == -100, len(cutoffs) + 1)  # sorts after every real cluster
+    order = torch.sort(cluster, stable=True).indices
+    sizes = torch.bincount(cluster, minlength=len(cutoffs) + 2)[: len(cutoffs) + 1].tolist()
+    return order[: sum(sizes)], sizes
 
 
 class ElmoForLanguageModeling(ElmoPreTrainedModel):
@@ -543,7 +587,7 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
         backward_labels = torch.cat([ignore, labels[:, :-1]], dim=1)
         return forward_labels, backward_labels
 
-    def _direction_loss(self, hidden: torch.Tensor, logits: torch.Tensor | None, targets: torch.Tensor):
+    def _direction_loss(self, hidden: torch.Tensor, logits: torch.Tensor | None, targets: torch.Tensor, plan=None):
         """Mean NLL over targets != -100 and their count."""
         valid = targets != -100
         count = valid.sum()
@@ -553,6 +597,8 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
             # Every position, ignored ones included: boolean selection would make the host wait for the device.
             logits = self.softmax(hidden).float()
             nll = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")
+        elif plan is not None:
+            nll = self._adaptive_nll(hidden, targets, *plan)
         else:
             selected = hidden[valid]  # (N, P): only positions with a target (the adaptive softmax selects anyway)
             if selected.numel() == 0:
@@ -562,6 +608,27 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
                 dtype = self.adaptive_softmax.head.weight.dtype
                 nll = -self.adaptive_softmax(selected.to(dtype), targets[valid]).output.float().sum()
         return nll / count.clamp(min=1), count
+
+    def _adaptive_nll(self, hidden: torch.Tensor, targets: torch.Tensor, order: torch.Tensor, sizes: list[int]):
+        """Summed NLL of the adaptive softmax (the value `nn.AdaptiveLogSoftmaxWithLoss` gives) with each cluster's
+        rows from `adaptive_softmax_plan`: the sizes are host integers, so nothing here waits for the device."""
+        asm = self.adaptive_softmax
+        dtype = asm.head.weight.dtype  # as above: bf16 weights under FSDP / DeepSpeed
+        rows = hidden.reshape(-1, hidden.size(-1)).index_select(0, order).to(dtype)  # (N, P), grouped by cluster
+        words = targets.reshape(-1).index_select(0, order)
+        row_groups, word_groups = rows.split(sizes), words.split(sizes)
+        # head: the word itself in the shortlist, the cluster's own entry for a word of a tail cluster
+        head_targets = [word_groups[0]] + [
+            torch.full((n,), asm.shortlist_size + i, dtype=words.dtype, device=words.device)
+            for i, n in enumerate(sizes[1:])
+        ]
+        head = F.log_softmax(asm.head(rows).float(), dim=-1)
+        nll = -head.gather(1, torch.cat(head_targets)[:, None]).sum()
+        for i, n in enumerate(sizes[1:]):
+            if n:
+                tail = F.log_softmax(asm.tail[i](row_groups[i + 1]).float(), dim=-1)
+                nll = nll - tail.gather(1, (word_groups[i + 1] - asm.cutoffs[i])[:, None]).sum()
+        return nll
 
     def forward(
         self,
@@ -579,6 +646,10 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
         return_logits: bool = True,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        forward_softmax_plan: tuple[torch.Tensor, list[int]] | None = None,
+        backward_softmax_plan: tuple[torch.Tensor, list[int]] | None = None,
+        char_plan: tuple[torch.Tensor, torch.Tensor] | None = None,
+        backward_char_plan: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs,
     ) -> ElmoLanguageModelingOutput | tuple:
         r"""
@@ -590,6 +661,11 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
         return_logits (`bool`, *optional*, defaults to `True`):
             `False` skips the (B, T, V) logits: the softmax then runs only where there is a target (training).
         output_hidden_states (`bool`, *optional*): also return every biLM layer (see [`ElmoModelOutput`]).
+        forward_softmax_plan / backward_softmax_plan (*optional*): `adaptive_softmax_plan(targets, cutoffs)` of the
+            forward / backward targets, made on the host by the data collator. With them the adaptive softmax loss
+            runs without a host-device synchronisation; without them it finds each cluster's rows on the device.
+        char_plan / backward_char_plan (*optional*): see [`ElmoModel.forward`]. With all four plans (and windows
+            without padding, as in pretraining) a training step never makes the host wait for the device.
         Other arguments: see [`ElmoModel.forward`].
         """
         return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
@@ -603,6 +679,8 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
             backward_char_ids,
             backward_attention_mask,
             build_representations=bool(output_hidden_states),
+            char_plan=char_plan,
+            backward_char_plan=backward_char_plan,
         )  # top LSTM outputs: (B, T, P) each
         fwd_top, bwd_top = self.dropout(fwd_top), self.dropout(bwd_top)
 
@@ -619,8 +697,10 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
 
         loss = forward_loss = backward_loss = num_fwd = num_bwd = None
         if forward_labels is not None and backward_labels is not None:
-            forward_loss, num_fwd = self._direction_loss(fwd_top, forward_logits, forward_labels)
-            backward_loss, num_bwd = self._direction_loss(bwd_top, backward_logits, backward_labels)
+            forward_loss, num_fwd = self._direction_loss(fwd_top, forward_logits, forward_labels, forward_softmax_plan)
+            backward_loss, num_bwd = self._direction_loss(
+                bwd_top, backward_logits, backward_labels, backward_softmax_plan
+            )
             loss = 0.5 * (forward_loss + backward_loss)
 
         output = ElmoLanguageModelingOutput(
@@ -756,6 +836,8 @@ class ElmoForSequenceClassification(ElmoPreTrainedModel):
 
 
 __all__ = [
+    "adaptive_softmax_plan",
+    "character_cnn_plan",
     "ElmoPreTrainedModel",
     "ElmoModel",
     "ElmoForLanguageModeling",
