@@ -289,8 +289,16 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
         f"{len(train_set)} training and {len(eval_set)} validation examples of <= {mlm_args.max_seq_length} tokens"
     )
     pad = 8 if accelerator.mixed_precision != "no" else None
+    # the training collator leaves out all-ones attention masks (packed blocks): no step asks the device about them
     train_collator = EpochAwareCollator(
-        DataCollatorForMLM(tokenizer, mlm_args.mlm_probability, mlm_args.whole_word_mask, args.seed, pad)
+        DataCollatorForMLM(
+            tokenizer,
+            mlm_args.mlm_probability,
+            mlm_args.whole_word_mask,
+            args.seed,
+            pad,
+            omit_unpadded_attention_mask=True,
+        )
     )
     # validation masking is fixed (its own seed, epoch 0), so successive evaluations are comparable
     eval_collator = DataCollatorForMLM(
@@ -334,9 +342,7 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
             mask_token_id=tokenizer.mask_token_id,
         )
         model = (ToolkitBertForPreTraining if with_pairs else ToolkitBertForMaskedLM)(model_config)
-    # No training step waits for the device: the collator leaves out all-ones attention masks (packed blocks) and,
-    # for a sparse MLM head, hands over the masked positions instead of letting the model count them.
-    train_collator.collator.omit_unpadded_attention_mask = True
+    # a sparse MLM head gets the masked positions from the collator instead of counting them on the device
     train_collator.collator.return_masked_positions = bool(getattr(model.config, "sparse_prediction", False))
     n_params = sum(p.numel() for p in model.parameters())
     accelerator.print(f"model: {type(model).__name__}, {n_params / 1e6:.2f} M parameters")
