@@ -1,7 +1,9 @@
 """MLM training throughput: the toolkit's BERT vs transformers' `BertForMaskedLM`, same run, same batches.
 
-Both models get the same configuration, the same batches and masks, the same optimizer; steps alternate between
-the two models so that machine load affects both equally. Prints tokens/s of each and the ratio.
+Both models get the same configuration, the same tokens and MLM masks, the same optimizer; steps alternate between
+the two models so that machine load affects both equally. Each gets the batch its training script builds: HF's
+run_mlm an all-ones attention mask, the toolkit recipe none for packed blocks plus the masked positions for the sparse
+head. Prints tokens/s of each and the ratio.
 
     python benchmarks/bert_throughput.py --size mini --seq_len 128 --batch_size 32 --steps 10
     python benchmarks/bert_throughput.py --size base --device cuda --bf16 --batch_size 128 --steps 30 [--compile]
@@ -91,7 +93,17 @@ def main(argv=None):
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4, fused=fused) for k, m in models.items()}
     steppers = {k: (torch.compile(m) if args.compile else m) for k, m in models.items()}
     batches = make_batches(4, args.batch_size, args.seq_len, args.vocab_size, args.mlm_probability, args.seed)
-    batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
+    # what each training script feeds its model: HF run_mlm an all-ones attention mask; the toolkit recipe no mask
+    # for packed blocks, and the masked positions for the sparse head (neither then waits for the device)
+    toolkit_batches = [
+        {"input_ids": b["input_ids"], "labels": b["labels"]}
+        | ({} if args.no_sparse else {"masked_positions": (b["labels"].view(-1) != -100).nonzero().view(-1)})
+        for b in batches
+    ]
+    inputs = {
+        "hf": [{k: v.to(device) for k, v in b.items()} for b in batches],
+        "toolkit": [{k: v.to(device) for k, v in b.items()} for b in toolkit_batches],
+    }
 
     def sync():
         if device.type == "cuda":
@@ -111,7 +123,7 @@ def main(argv=None):
     for step in range(args.warmup + args.steps):
         order = list(models) if step % 2 == 0 else list(models)[::-1]  # alternate who goes first
         for name in order:
-            batch = batches[step % len(batches)]
+            batch = inputs[name][step % len(batches)]
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             sync()

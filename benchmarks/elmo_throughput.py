@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from toolkit.models.elmo import ElmoConfig, ElmoForLanguageModeling  # noqa: E402
+from toolkit.models.elmo import ElmoConfig, ElmoForLanguageModeling, character_cnn_plan  # noqa: E402
 
 
 class PlainCharCNN(nn.Module):
@@ -141,10 +141,23 @@ def run(token_embedder, device, dtype, args):
 
         return step
 
+    # as the recipe's collator does on the host, inside the timed step: the char CNN's distinct words (the device
+    # then never reports them back)
+    host_chars = char_ids.cpu()
+
+    def plan():
+        if token_embedder != "char_cnn":
+            return {}
+        return {"char_plan": tuple(t.to(device, non_blocking=True) for t in character_cnn_plan(host_chars, cfg))}
+
     steps = {
         "toolkit": make_step(
             toolkit_model,
-            lambda: toolkit_model(input_ids=input_ids, char_ids=char_ids, labels=input_ids, return_logits=False).loss,
+            lambda: (
+                toolkit_model(
+                    input_ids=input_ids, char_ids=char_ids, labels=input_ids, return_logits=False, **plan()
+                ).loss
+            ),
         ),
         "reference": make_step(reference, lambda: reference(input_ids, char_ids)),
     }
