@@ -7,7 +7,10 @@ TORCH_PIN ?= torch==2.13.0
 ACCELERATE := $(VENV)/bin/accelerate
 PYTEST_ARGS ?=
 
-.PHONY: venv install quickstart test test-slow test-all lint format bench clean
+# `make report` runs the lecture report's CPU preset; REPORT_ARGS adds flags (e.g. local data files).
+REPORT_ARGS ?=
+
+.PHONY: venv install quickstart report test test-slow test-all lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +26,9 @@ venv install: $(VENV)/.installed
 quickstart: install
 	$(ACCELERATE) launch --config_file accelerate_configs/cpu.yaml recipes/pretrain_bert.py \
 		--config recipes/configs/bert/quickstart.yaml
+
+report: install
+	$(PY) recipes/lecture_report.py --config recipes/configs/report/cpu.yaml $(REPORT_ARGS)
 
 test: install
 	$(PY) -m pytest -m "not slow and not gpu" -q $(PYTEST_ARGS)

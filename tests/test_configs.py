@@ -13,6 +13,7 @@ RECIPE_OF = {
     "classification": "finetune_classification",
     "translation": "finetune_seq2seq",
     "summarization": "finetune_seq2seq",
+    "report": "lecture_report",
 }
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "recipes", "configs", "*", "*.yaml")))
 

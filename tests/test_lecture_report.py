@@ -1,0 +1,145 @@
+"""recipes/lecture_report.py: stages resume without redoing finished runs, report.json holds every number, and the
+smoke preset runs end to end (slow)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, load_recipe
+
+report = load_recipe("lecture_report")
+
+
+def fake_recipe_runs(monkeypatch):
+    """Replace the launched recipes by a stub that writes the files a finished run leaves; returns the calls."""
+    calls = []
+
+    def fake_call(cmd, stdout=None, stderr=None, cwd=None):
+        out = cmd[cmd.index("--output_dir") + 1]
+        calls.append(cmd)
+        seed = int(cmd[cmd.index("--seed") + 1])
+        with open(os.path.join(out, "all_results.json"), "w") as f:
+            json.dump({"validation_accuracy": 0.5 + 0.01 * seed, "validation_macro_f1": 0.4}, f)
+        with open(os.path.join(out, "log_history.json"), "w") as f:
+            json.dump([{"step": 1, "loss": 1.0}], f)
+        return 0
+
+    monkeypatch.setattr(report.subprocess, "call", fake_call)
+    return calls
+
+
+def test_rerun_skips_finished_runs_and_resumes_cut_ones(tmp_path, monkeypatch, capsys):
+    calls = fake_recipe_runs(monkeypatch)
+    argv = [
+        "--output_dir", str(tmp_path), "--stages", "classification", "--backbones", "scratch",
+        "--classification_dataset_name", "demo", "--classification_dataset_config_name", "classification",
+        "--text_column", "text", "--label_budgets", "50", "200", "--seeds", "0", "1", "--max_seeded_budget", "50",
+    ]  # fmt: skip
+    first = report.main(*report.parse_args(argv))
+    assert len(calls) == 3  # 50 labels x 2 seeds + 200 labels x 1 seed
+    assert [(r["labels"], r["seed"]) for r in first["classification"]] == [(50, 0), (50, 1), (200, 0)]
+    assert {r["labels"]: r["seeds"] for r in first["classification_summary"]} == {50: 2, 200: 1}
+    subsets = [json.loads(line) for line in open(tmp_path / "data" / "train_50_seed0.jsonl")]
+    assert len(subsets) == 50 and set(subsets[0]) == {"text", "label"}
+    assert (
+        open(tmp_path / "data" / "train_50_seed0.jsonl").read()
+        != open(tmp_path / "data" / "train_50_seed1.jsonl").read()
+    )
+
+    calls.clear()
+    report.main(*report.parse_args(argv))
+    assert calls == []  # everything finished before: nothing re-run
+    assert capsys.readouterr().out.count("done before, skipped") >= 3
+
+    # a run interrupted after a checkpoint resumes from it; one interrupted before any checkpoint starts over
+    cut = tmp_path / "runs" / "classification" / "scratch_labels50_seed1"
+    os.remove(cut / "all_results.json")
+    (cut / "checkpoints" / "step-00000010").mkdir(parents=True)
+    fresh = tmp_path / "runs" / "classification" / "scratch_labels200_seed0"
+    os.remove(fresh / "all_results.json")
+    (fresh / "stale.txt").write_text("from the killed run")
+    report.main(*report.parse_args(argv))
+    assert len(calls) == 2
+    resumed = [c for c in calls if str(cut) in c][0]
+    assert resumed[-2:] == ["--resume_from_checkpoint", "latest"]
+    assert "--resume_from_checkpoint" not in [c for c in calls if str(fresh) in c][0]
+    assert not (fresh / "stale.txt").exists()
+    saved = json.load(open(tmp_path / "report.json"))
+    assert saved["classification"][0] == {
+        "backbone": "scratch", "labels": 50, "seed": 0, "accuracy": 50.0, "macro_f1": 40.0, "train_seconds": None,
+    }  # fmt: skip
+    assert "scratch" in open(tmp_path / "REPORT.md").read()
+
+
+def test_unknown_stage_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "recipes", "lecture_report.py"), "--stages", "pretrain,finetune",
+         "--output_dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: stages: unknown stage(s) ['finetune']")
+
+
+def test_classification_without_pretrained_backbone_is_one_line(tmp_path, monkeypatch, capsys):
+    fake_recipe_runs(monkeypatch)
+    argv = ["--output_dir", str(tmp_path), "--stages", "classification", "--classification_dataset_name", "demo",
+            "--classification_dataset_config_name", "classification", "--text_column", "text"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        report.main(*report.parse_args(argv))
+    assert exit_info.value.code == 2
+    assert "needs the pretrained ['elmo', 'bert'] from the pretrain stage" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu", "gpu"])
+def test_presets_name_configs_that_exist_and_parse(preset):
+    (args,) = report.parse_args(["--config", f"recipes/configs/report/{preset}.yaml"])
+    for key, recipe in (("bert_config", "pretrain_bert"), ("elmo_config", "pretrain_elmo"),
+                        ("rnn_config", "finetune_seq2seq"), ("transformer_config", "finetune_seq2seq")):  # fmt: skip
+        path = getattr(args, key)
+        assert os.path.isfile(os.path.join(REPO, path)), f"{preset}.yaml: {key} {path} does not exist"
+        load_recipe(recipe).parse_args(["--config", os.path.join(REPO, path)])
+    for value in vars(args).values():
+        assert not (isinstance(value, str) and value.startswith("/")), value
+
+
+@pytest.mark.slow
+def test_smoke_preset_end_to_end(tmp_path, shared_data):
+    """The smoke preset as shipped, with Multi30k from ../shared/data (cut to 2,000 / 60 / 60 pairs)."""
+    mt = tmp_path / "multi30k"
+    mt.mkdir()
+    for split, n in (("train", 2000), ("val", 60), ("test_2016_flickr", 60)):
+        for lang in ("de", "en"):
+            lines = open(os.path.join(shared_data, "multi30k_en_de", f"{split}.{lang}"), encoding="utf-8").readlines()
+            (mt / f"{split}.{lang}").write_text("".join(lines[:n]), encoding="utf-8")
+    out = tmp_path / "report"
+    cmd = [
+        sys.executable, os.path.join(REPO, "recipes", "lecture_report.py"),
+        "--config", "recipes/configs/report/smoke.yaml", "--output_dir", str(out),
+        "--translation_train_file", str(mt / "train"), "--translation_validation_file", str(mt / "val"),
+        "--translation_test_file", str(mt / "test_2016_flickr"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.load(open(out / "report.json"))
+    assert set(data["pretrain"]) == {"bert", "elmo"} and data["pretrain"]["bert"]["task_adaptive"]
+    cls = data["classification"]
+    assert {(r["backbone"], r["labels"], r["seed"]) for r in cls} == {
+        (b, n, s) for b in ("scratch", "elmo", "bert") for n, s in ((100, 0), (100, 1), (400, 0))
+    }
+    assert all(0.0 <= r["accuracy"] <= 100.0 for r in cls)
+    tr = {r["name"]: r for r in data["translation"]}
+    assert set(tr) == {"rnn_none", "rnn_dot", "rnn_bilinear", "rnn_additive", "transformer"}
+    assert tr["rnn_none"]["attention"] == "none" and tr["transformer"]["model"] == "transformer"
+    assert all(r["bleu"] is not None and r["tokens_per_second"] and r["bleu_by_length"] for r in tr.values())
+    for png in ("classification_learning_curve.png", "pretraining_curves.png", "bleu_by_length.png",
+                "attention_rnn_additive.png"):  # fmt: skip
+        assert (out / png).stat().st_size > 5000, png
+    assert not (out / "attention_rnn_none.png").exists()
+    text = (out / "REPORT.md").read_text()
+    assert "bert vs scratch" in text and "Attention removes the fixed-vector bottleneck" in text
