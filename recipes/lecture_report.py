@@ -278,9 +278,9 @@ def prepare_classification_data(args: ReportArguments) -> dict:
     if args.max_eval_samples:
         validation = validation.select(range(min(args.max_eval_samples, len(validation))))
     validation.to_json(os.path.join(data_dir, "validation.jsonl"))
-    with open(os.path.join(data_dir, "task_text.txt"), "w", encoding="utf-8") as f:
-        for text in train[args.text_column]:
-            f.write(" ".join(str(text).split()) + "\n\n")  # one paragraph (= one document row) per example
+    with open(os.path.join(data_dir, "task_text.jsonl"), "w", encoding="utf-8") as f:
+        for text in train[args.text_column]:  # the task's training text, labels dropped
+            f.write(json.dumps({"text": text}) + "\n")
     runs = []
     for budget in args.label_budgets:
         size = len(train) if budget == 0 or budget >= len(train) else budget
@@ -295,7 +295,7 @@ def prepare_classification_data(args: ReportArguments) -> dict:
         "train_size": len(train),
         "validation_size": len(validation),
         "validation_file": os.path.join(data_dir, "validation.jsonl"),
-        "task_text_file": os.path.join(data_dir, "task_text.txt"),
+        "task_text_file": os.path.join(data_dir, "task_text.jsonl"),
         "runs": runs,
     }
     write_json(manifest_path, manifest)
@@ -314,7 +314,7 @@ def stage_pretrain(args: ReportArguments, cls_data: dict | None) -> dict:
     if args.pretrain_train_file or args.pretrain_dataset_name != "demo":
         corpus += ["--text_column", args.pretrain_text_column]
     if args.task_adaptive_pretraining and cls_data:
-        corpus += ["--extra_train_file", cls_data["task_text_file"]]
+        corpus += ["--extra_text_file", cls_data["task_text_file"], "--extra_text_column", "text"]
     budget = ["--max_time_minutes", str(args.pretrain_max_time_minutes)] if args.pretrain_max_time_minutes else []
     for kind, config, extra in (
         ("bert", args.bert_config, args.bert_flags),
