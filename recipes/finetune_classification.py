@@ -90,6 +90,10 @@ class ClassificationArguments:
         default=None,
         metadata={"help": "BERT: dropout inside the encoder (default: the checkpoint's; pretraining often uses 0)."},
     )
+    unpad_inputs: bool = field(
+        default=True,
+        metadata={"help": "BERT: drop padding before the encoder, attend within each sentence (same outputs)."},
+    )
     elmo_full_finetune: bool = field(
         default=False, metadata={"help": "ELMo: fine-tune the biLM too (default: frozen biLM, learned scalar mix)."}
     )
@@ -229,6 +233,8 @@ def build_model(args: ClassificationArguments, train_items, id2label, label2id, 
         if model_type != "toolkit_bert":
             raise UserError(f"hidden_dropout_prob applies to BERT backbones, not {model_type}")
         overrides["hidden_dropout_prob"] = overrides["attention_probs_dropout_prob"] = args.hidden_dropout_prob
+    if model_type == "toolkit_bert":
+        overrides["unpad_inputs"] = args.unpad_inputs  # toolkit.models.bert: MosaicBERT/ModernBERT-style unpadding
     config = AutoConfig.from_pretrained(path, **overrides)
     model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
     if model_type == "toolkit_elmo" and hasattr(model, "set_bilm_frozen"):

@@ -41,6 +41,12 @@ class ToolkitBertConfig(PretrainedConfig):
         sparse_prediction (`bool`, defaults to `False`): when labels are given, run the MLM head only on masked
             positions (Liu et al., 2019-style efficiency trick used by cramming); `logits` then has shape
             `(num_masked, vocab_size)`.
+        unpad_inputs (`bool`, defaults to `False`): when a batch has padding, drop it before the embeddings and run
+            the encoder on the real tokens only, attending within each sequence (MosaicBERT / ModernBERT unpadding);
+            same outputs at real positions, zeros at padded positions of `last_hidden_state`.
+        unpadded_attention (`str`, defaults to `"auto"`): how unpadded attention groups the sequences: `"buckets"`
+            (length buckets, fastest on CPU), `"nested"` (nested-jagged SDPA, varlen kernels on CUDA) or `"auto"`
+            (nested on CUDA, buckets elsewhere).
         tie_word_embeddings (`bool`, defaults to `True`): tie the MLM decoder weight to the input embeddings.
         pad_vocab_to_multiple_of (`int`, defaults to 1): round the embedding matrix up to a multiple of this
             (e.g. 64 for tensor cores). Padded rows are never predicted: their logits are pinned to a large
@@ -72,6 +78,8 @@ class ToolkitBertConfig(PretrainedConfig):
         pretraining_objectives=("mlm",),
         attn_implementation="sdpa",
         sparse_prediction=False,
+        unpad_inputs=False,
+        unpadded_attention="auto",
         tie_word_embeddings=True,
         pad_vocab_to_multiple_of=1,
         classifier_dropout=None,
@@ -95,6 +103,8 @@ class ToolkitBertConfig(PretrainedConfig):
             raise ValueError("choose one of 'nsp' and 'sop'")
         if attn_implementation not in ("sdpa", "eager", None):
             raise ValueError(f"attn_implementation must be 'sdpa' or 'eager', got {attn_implementation!r}")
+        if unpadded_attention not in ("auto", "buckets", "nested"):
+            raise ValueError(f"unpadded_attention must be 'auto', 'buckets' or 'nested', got {unpadded_attention!r}")
         if pad_vocab_to_multiple_of < 1:
             raise ValueError("pad_vocab_to_multiple_of must be >= 1")
         self.vocab_size = vocab_size
@@ -112,6 +122,8 @@ class ToolkitBertConfig(PretrainedConfig):
         self.use_bias = use_bias
         self.pretraining_objectives = pretraining_objectives
         self.sparse_prediction = sparse_prediction
+        self.unpad_inputs = unpad_inputs
+        self.unpadded_attention = unpadded_attention
         self.pad_vocab_to_multiple_of = pad_vocab_to_multiple_of
         self.classifier_dropout = classifier_dropout
         self.initializer_range = initializer_range

@@ -17,6 +17,14 @@ Features and where they come from:
 Padding: `attention_mask` (B, T) with 1 = token, 0 = pad. Padded keys get no attention. When the mask has no zeros
 it is dropped, so SDPA runs without a mask (its fastest path).
 
+Unpadding (`config.unpad_inputs=True`; MosaicBERT, Portes et al., 2023, arXiv:2312.17482; ModernBERT, Warner et al.,
+2024, arXiv:2412.13663): when the mask has zeros, the real tokens are gathered into one (1, N, C) row before the
+embeddings, every linear layer, norm and activation runs on those N tokens only, and attention runs within each
+sequence: on CPU over a few length buckets (rows sorted by length, each bucket padded only to its own longest row), on
+CUDA as one nested-jagged SDPA call (varlen kernels). Outputs equal the padded computation at real positions; the
+padded positions of `last_hidden_state` are zeros. Falls back to the padded path for `output_attentions`, under
+`torch.compile`, and when a row's first column is padding (left padding; the pooler reads column 0).
+
 Using the encoder inside a seq2seq model: `ToolkitBertModel(config, add_pooling_layer=False)` called with
 `input_ids` and `attention_mask` returns `last_hidden_state` (B, T, hidden_size); feed it, with the same
 `attention_mask`, as the memory of a cross-attending decoder (e.g. as `encoder_outputs` / `encoder_hidden_states`
@@ -130,6 +138,84 @@ def sdpa_attention_forward(query, key, value, attention_mask, dropout_p=0.0, tra
     return out, None
 
 
+class UnpaddedBatch:
+    """Where the real tokens of a padded (B, T) batch are, and how attention groups them; built once per forward
+    (one host-device synchronisation, for the bucket sizes) and shared by every layer.
+
+    Attributes:
+        indices: (N,) flat positions `row * T + column` of the real tokens, row-major.
+        batch_size, seq_len: B and T of the padded batch.
+        first_token: (B,) index into the N tokens of each row's column 0 (the [CLS] the pooler reads).
+        attention: "buckets" or "nested" (see `unpadded_attention_forward`).
+        cu_seqlens: (B + 1,) offsets of each row's tokens among the N ("nested").
+        buckets: list of (gather (b * T_b,), key mask (b, 1, 1, T_b) bool, keep (n_b,)) ("buckets"): positions among
+            the N tokens forming a (b, T_b) padded bucket (padding slots repeat a real token and are masked as keys),
+            and which of the b * T_b outputs are real; `restore` (N,) puts the concatenated kept outputs back in order.
+    """
+
+    def __init__(self, attention_mask: torch.Tensor, attention: str = "buckets", rows_per_bucket: int = 8):
+        B, T = attention_mask.shape
+        mask = attention_mask.bool()
+        self.batch_size, self.seq_len, self.attention = B, T, attention
+        self.indices = mask.reshape(-1).nonzero().squeeze(1)  # (N,)
+        lengths = mask.sum(1)  # (B,) real tokens per row (holes allowed: columns need not be contiguous)
+        offsets = F.pad(lengths.cumsum(0), (1, 0))  # (B + 1,)
+        self.cu_seqlens = offsets
+        self.first_token = offsets[:-1]
+        self.buckets, self.restore = [], None
+        if attention == "buckets":
+            order = torch.argsort(lengths, stable=True)
+            sizes = lengths[order].tolist()  # the one host sync
+            kept = []
+            for start in range(0, B, rows_per_bucket):
+                rows = order[start : start + rows_per_bucket]
+                n, t_max = lengths[rows], max(sizes[start : start + rows_per_bucket])
+                col = torch.arange(t_max, device=mask.device)
+                real = col[None, :] < n[:, None]  # (b, T_b)
+                gather = offsets[rows][:, None] + torch.minimum(col[None, :], (n - 1).clamp(min=0)[:, None])
+                keep = real.reshape(-1).nonzero().squeeze(1)
+                self.buckets.append((gather.reshape(-1), real[:, None, None, :], keep))
+                kept.append(gather.reshape(-1)[keep])
+            self.restore = torch.argsort(torch.cat(kept))
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, ...) -> (1, N, ...): the real tokens in one row."""
+        return x.reshape(-1, *x.shape[2:]).index_select(0, self.indices).unsqueeze(0)
+
+    def repad(self, x: torch.Tensor) -> torch.Tensor:
+        """(1, N, C) -> (B, T, C) with zeros at padded positions."""
+        flat = x.new_zeros(self.batch_size * self.seq_len, x.shape[-1]).index_copy(0, self.indices, x[0])
+        return flat.view(self.batch_size, self.seq_len, -1)
+
+
+def unpadded_attention_forward(qkv, batch: UnpaddedBatch, dropout_p=0.0, training=False):
+    """Attention within each sequence of an unpadded batch. qkv: (N, 3, H, D) -> (N, H * D).
+
+    "buckets": for each length bucket, gather its rows into (b, H, T_b, D) and run masked SDPA; the quadratic part
+    pays only for the padding left inside a bucket (fastest here on CPU, where nested tensors fall back to a slow
+    per-sequence path). "nested": one SDPA call on nested-jagged tensors, which CUDA serves with varlen
+    FlashAttention / memory-efficient kernels, no padding at all."""
+    N, _, H, D = qkv.shape
+    p = dropout_p if training else 0.0
+    if batch.attention == "nested":
+
+        def jagged(x):  # (N, H, D) -> nested (B, H, j, D)
+            return torch.nested.nested_tensor_from_jagged(x.contiguous(), batch.cu_seqlens).transpose(1, 2)
+
+        query, key, value = (jagged(t) for t in qkv.unbind(1))
+        out = F.scaled_dot_product_attention(query, key, value, dropout_p=p)  # nested (B, H, j, D)
+        return out.transpose(1, 2).values().reshape(N, H * D)
+    flat = qkv.reshape(N, 3 * H * D)
+    outs = []
+    for gather, key_mask, keep in batch.buckets:
+        b, t = key_mask.shape[0], key_mask.shape[-1]
+        x = flat.index_select(0, gather).view(b, t, 3, H, D)
+        query, key, value = x.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (b, H, T_b, D)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=key_mask, dropout_p=p)
+        outs.append(out.transpose(1, 2).reshape(b * t, H * D).index_select(0, keep))
+    return torch.cat(outs).index_select(0, batch.restore)  # (N, H * D)
+
+
 class ToolkitBertSelfAttention(nn.Module):
     """Multi-head self-attention with one fused QKV projection."""
 
@@ -143,7 +229,12 @@ class ToolkitBertSelfAttention(nn.Module):
         self.dropout_p = config.attention_probs_dropout_prob
 
     def forward(self, hidden_states, attention_mask=None, output_attentions=False):
+        """attention_mask: (B, 1, 1, T) bool, None, or an `UnpaddedBatch` (then hidden_states is (1, N, C))."""
         B, T, C = hidden_states.shape
+        if isinstance(attention_mask, UnpaddedBatch):
+            qkv = self.qkv(hidden_states).view(T, 3, self.num_heads, self.head_dim)  # (N, 3, H, D)
+            out = unpadded_attention_forward(qkv, attention_mask, self.dropout_p, self.training)  # (N, H * D)
+            return self.out(out.unsqueeze(0)), None
         qkv = self.qkv(hidden_states).view(B, T, 3, self.num_heads, self.head_dim)  # (B, T, 3, H, D)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, D)
         use_eager = output_attentions or self.config._attn_implementation == "eager"
@@ -390,12 +481,55 @@ class ToolkitBertModel(ToolkitBertPreTrainedModel):
         output_hidden_states = self._resolve(output_hidden_states, self.config.output_hidden_states)
         return_dict = self._resolve(return_dict, self.config.return_dict)
 
+        unpadded = self._unpadded_batch(attention_mask, output_attentions)
+        if unpadded is not None:
+            return self._forward_unpadded(
+                unpadded, input_ids, token_type_ids, position_ids, inputs_embeds, output_hidden_states, return_dict
+            )
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
         mask = _prepare_attention_mask(attention_mask)
         x, hidden_states, attentions = self.encoder(x, mask, output_hidden_states, output_attentions)
         pooled = self.pooler(x) if self.pooler is not None else None
         out = BaseModelOutputWithPooling(
             last_hidden_state=x, pooler_output=pooled, hidden_states=hidden_states, attentions=attentions
+        )
+        return out if return_dict else out.to_tuple()
+
+    def _unpadded_batch(self, attention_mask, output_attentions):
+        """An `UnpaddedBatch` when `config.unpad_inputs` applies to this call (see the module docstring), else None."""
+        if not getattr(self.config, "unpad_inputs", False) or attention_mask is None or output_attentions:
+            return None
+        if attention_mask.dim() != 2 or torch.compiler.is_compiling():
+            return None
+        if bool(attention_mask.all()) or not bool(attention_mask[:, 0].all()):
+            return None  # nothing to remove, or left padding (the pooler reads column 0)
+        attention = getattr(self.config, "unpadded_attention", "auto")
+        if attention == "auto":
+            attention = "nested" if attention_mask.device.type == "cuda" else "buckets"
+        return UnpaddedBatch(attention_mask, attention)
+
+    def _forward_unpadded(
+        self, batch, input_ids, token_type_ids, position_ids, inputs_embeds, output_hidden_states, return_dict
+    ):
+        B, T = batch.batch_size, batch.seq_len
+        if position_ids is None:  # the column of each real token, as in the padded computation
+            position_ids = (batch.indices % T).unsqueeze(0)
+        else:
+            position_ids = batch.unpad(position_ids.expand(B, T))
+        x = self.embeddings(
+            batch.unpad(input_ids) if input_ids is not None else None,
+            batch.unpad(token_type_ids) if token_type_ids is not None else None,
+            position_ids,
+            batch.unpad(inputs_embeds) if inputs_embeds is not None else None,
+        )  # (1, N, C)
+        x, hidden_states, _ = self.encoder(x, batch, output_hidden_states, False)
+        pooled = None
+        if self.pooler is not None:
+            pooled = self.pooler(x[0].index_select(0, batch.first_token).unsqueeze(1))  # [CLS] rows: (B, C)
+        if hidden_states is not None:
+            hidden_states = tuple(batch.repad(h) for h in hidden_states)
+        out = BaseModelOutputWithPooling(
+            last_hidden_state=batch.repad(x), pooler_output=pooled, hidden_states=hidden_states
         )
         return out if return_dict else out.to_tuple()
 
@@ -624,4 +758,6 @@ __all__ = [
     "ToolkitBertMaskedLMOutput",
     "ToolkitBertForPreTrainingOutput",
     "eager_attention_forward",
+    "unpadded_attention_forward",
+    "UnpaddedBatch",
 ]
