@@ -108,7 +108,10 @@ class Seq2SeqModelArguments:
     dropout: float = field(default=0.1, metadata={"help": "Dropout probability."})
     attention_dropout: float = field(default=0.0, metadata={"help": "Transformer: dropout on attention weights."})
     label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing of the loss."})
-    attention_type: str = field(default="additive", metadata={"help": "RNN: dot, bilinear or additive."})
+    attention_type: str = field(
+        default="additive",
+        metadata={"help": "RNN: dot, bilinear, additive, or none (the decoder sees only the final encoder state)."},
+    )
     cell_type: str = field(default="gru", metadata={"help": "RNN: gru or lstm."})
     embedding_size: int = field(default=256, metadata={"help": "RNN: token embedding size."})
     encoder_hidden_size: int = field(default=256, metadata={"help": "RNN: encoder state size per direction."})
@@ -118,8 +121,8 @@ class Seq2SeqModelArguments:
     def __post_init__(self):
         if self.model_type not in ("transformer", "rnn"):
             raise ValueError(f"model_type '{self.model_type}' is not one of transformer, rnn")
-        if self.attention_type not in ("dot", "bilinear", "additive"):
-            raise ValueError(f"attention_type '{self.attention_type}' is not one of dot, bilinear, additive")
+        if self.attention_type not in ("none", "dot", "bilinear", "additive"):
+            raise ValueError(f"attention_type '{self.attention_type}' is not one of none, dot, bilinear, additive")
         if self.init_encoder_from and self.model_type != "transformer":
             raise ValueError("init_encoder_from (BERT warm start) needs model_type transformer")
 

@@ -79,14 +79,15 @@ def test_demo_summarization_lowers_loss_and_writes_outputs(tmp_path, capsys):
     assert tokenizer.decode(generated[0], skip_special_tokens=True).strip() == rows[0]["prediction"]
 
 
-def test_parallel_text_rnn_with_token_batches(tmp_path, capsys):
+@pytest.mark.parametrize("attention_type", ["dot", "none"])
+def test_parallel_text_rnn_with_token_batches(tmp_path, capsys, attention_type):
     recipe = _recipe()
     data = tmp_path / "data"
     data.mkdir()
     train = _write_parallel(data / "train", 200, 0, reverse=False)
     valid = _write_parallel(data / "valid", 10, 1, reverse=False)
     results = recipe.main(*recipe.parse_args([
-        "--model_type", "rnn", "--attention_type", "dot", "--embedding_size", "32", "--encoder_hidden_size", "32",
+        "--model_type", "rnn", "--attention_type", attention_type, "--embedding_size", "32", "--encoder_hidden_size", "32",
         "--hidden_size", "64", "--vocab_size", "400", "--input_feeding", "false", "--train_file", train, "--validation_file", valid,
         "--source_lang", "xx", "--target_lang", "yy", "--max_tokens", "160", "--max_steps", "80",
         "--learning_rate", "5e-3", "--lr_scheduler_type", "constant", "--logging_steps", "10", "--eval_steps", "0",
