@@ -63,3 +63,15 @@ def test_every_row_names_real_options():
         assert set(row) - set(RULE_KEYS) <= classification
     for row in SEQ2SEQ_DEFAULTS.values():
         assert set(row) - set(RULE_KEYS) <= seq2seq
+
+
+def test_seq2seq_token_batches_size_the_warmup_and_keep_the_batch_size():
+    recipe = load_recipe("finetune_seq2seq")
+    model_args, seq_args, data_args, train = recipe.parse_args(["--model_type", "rnn", "--max_tokens", "4096"])
+    chosen = apply_defaults(
+        SEQ2SEQ_DEFAULTS["rnn"], [model_args, seq_args, train], 29000, num_processes=1,
+        skip_if_set={"per_device_train_batch_size": ("max_tokens",)}, batches_per_epoch=200,
+    )  # fmt: skip
+    assert "per_device_train_batch_size" not in chosen and train.per_device_train_batch_size == 8
+    assert train.learning_rate == 2e-3 and train.lr_scheduler_type == "inverse_sqrt"
+    assert train.warmup_steps == 30  # 15% of one epoch of 200 token batches

@@ -94,10 +94,16 @@ def test_parallel_text_rnn_with_token_batches(tmp_path, capsys, attention_type):
         "--save_steps", "0", "--max_new_tokens", "12", "--num_beams", "1", "--output_dir", str(tmp_path / "run"),
         "--dropout", "0.0",
     ]))  # fmt: skip
-    losses = _losses(capsys.readouterr().out)
+    stdout = capsys.readouterr().out
+    losses = _losses(stdout)
     assert losses[-1] < 0.8 * losses[0], losses
     assert results["task"] == "translation" and "validation_bleu" in results and "validation_chrf" in results
     assert results["validation_samples"] == 10
+    # the rnn row's defaults fill what the flags left open; token batches keep the batch size out of it
+    assert sum(line.startswith("defaults for the rnn backbone") for line in stdout.splitlines()) == 1
+    chosen = json.loads((tmp_path / "run" / "run_config.json").read_text())["backbone_defaults"]
+    assert chosen["warmup_steps"] == 12 and chosen["max_grad_norm"] == 1.0  # 15% of the 80 steps
+    assert not {"learning_rate", "lr_scheduler_type", "per_device_train_batch_size"} & set(chosen)
 
 
 def test_token_batch_sampler_respects_budget_and_is_seeded():

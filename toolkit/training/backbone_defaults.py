@@ -87,11 +87,13 @@ def apply_defaults(
     num_examples: int,
     num_processes: int = 1,
     skip_if_set: dict[str, tuple[str, ...]] | None = None,
+    batches_per_epoch: int | None = None,
 ) -> dict[str, Any]:
     """Set, on the dataclass instances `configs`, every option of `row` that the user did not set; returns
     {option: chosen value} in the order chosen. `num_examples` training examples (sentences) size the rules;
     `skip_if_set` maps an option to others whose explicit setting also keeps it as is (e.g. the batch size is left
-    alone when the user batches by tokens)."""
+    alone when the user batches by tokens); `batches_per_epoch` (all processes together) replaces the estimate from
+    the batch size when batches are not a fixed number of examples (token-budget batches)."""
     skip_if_set = skip_if_set or {}
     given = set().union(*(explicit_keys(cfg) for cfg in configs))
     chosen: dict[str, Any] = {}
@@ -109,8 +111,11 @@ def apply_defaults(
             chosen[name] = value
 
     train = _owner("learning_rate", configs)
-    batch = train.per_device_train_batch_size * num_processes * train.gradient_accumulation_steps
-    steps_per_epoch = max(1, math.ceil(num_examples / batch))
+    if batches_per_epoch is None:
+        batch = train.per_device_train_batch_size * num_processes * train.gradient_accumulation_steps
+        steps_per_epoch = max(1, math.ceil(num_examples / batch))
+    else:
+        steps_per_epoch = max(1, math.ceil(batches_per_epoch / num_processes / train.gradient_accumulation_steps))
     if "min_steps" in row and free("num_train_epochs") is not None and free("max_steps") is not None:
         epochs = min(row.get("max_epochs", 1), max(1, math.ceil(row["min_steps"] / steps_per_epoch)))
         train.num_train_epochs = float(epochs)
