@@ -71,6 +71,7 @@ from toolkit.training import (  # noqa: E402
     total_training_steps,
     training_batches,
 )
+from toolkit.training.backbone_defaults import CLASSIFICATION_DEFAULTS, apply_defaults, describe  # noqa: E402
 from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded, write_json  # noqa: E402
 
 METRICS = ("accuracy", "macro_f1", "matthews_correlation")
@@ -311,6 +312,16 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
 
     # --- model ---
     model, tokenizer, kind = build_model(args, splits["train"], id2label, label2id, output_dir, accelerator)
+    # Learning rate, batch size, epochs, schedule... that suit the backbone, for the options the user did not set.
+    defaults_row = {"elmo": "elmo_finetune" if args.elmo_full_finetune else "elmo"}.get(kind, kind)
+    defaults_row = {"toolkit_bilstm": "scratch"}.get(defaults_row, defaults_row)
+    backbone_defaults = {}
+    if defaults_row in CLASSIFICATION_DEFAULTS:
+        backbone_defaults = apply_defaults(
+            CLASSIFICATION_DEFAULTS[defaults_row], [args, train_args], len(splits["train"]), accelerator.num_processes
+        )
+        accelerator.print(describe(defaults_row, backbone_defaults))
+    run_config = {**toolkit_config.to_dict(args, data_args, train_args), "backbone_defaults": backbone_defaults}
     collate = classification_collator(tokenizer, args.max_seq_length)
     train_items = splits["train"]
     if args.group_by_length:
@@ -348,9 +359,7 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
     accelerator.register_for_checkpointing(scheduler)
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
     if accelerator.is_main_process:
-        accelerator.init_trackers(
-            "finetune_classification", config=toolkit_config.to_dict(args, data_args, train_args)
-        )
+        accelerator.init_trackers("finetune_classification", config=run_config)
     progress = ProgressLogger(accelerator, total_steps, state, train_args.logging_steps)
     best_dir = os.path.join(output_dir, "best_model")
     best_key = f"eval_{args.metric_for_best_model}"
@@ -416,9 +425,7 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
         results.update({f"{name}_{k}": v for k, v in metrics.items()})
         results[f"{name}_samples"] = len(splits[name])
     model.eval()
-    unwrapped = save_final_model(
-        accelerator, model, tokenizer, output_dir, toolkit_config.to_dict(args, data_args, train_args), results
-    )
+    unwrapped = save_final_model(accelerator, model, tokenizer, output_dir, run_config, results)
     if accelerator.is_main_process:
         for name, out in outputs.items():
             items = splits[name]
@@ -452,7 +459,7 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
                 base_model=None if kind == "scratch" else args.model_name_or_path,
             ),
             config=unwrapped.config,
-            run_config=toolkit_config.to_dict(args, data_args, train_args),
+            run_config=run_config,
             metrics=card_metrics,
         )
         write_json(os.path.join(output_dir, "all_results.json"), results)

@@ -77,6 +77,7 @@ from toolkit.training import (  # noqa: E402
     total_training_steps,
     training_batches,
 )
+from toolkit.training.backbone_defaults import SEQ2SEQ_DEFAULTS, apply_defaults, describe  # noqa: E402
 from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded, write_json  # noqa: E402
 
 TASKS = ("translation", "summarization")
@@ -108,7 +109,10 @@ class Seq2SeqModelArguments:
     dropout: float = field(default=0.1, metadata={"help": "Dropout probability."})
     attention_dropout: float = field(default=0.0, metadata={"help": "Transformer: dropout on attention weights."})
     label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing of the loss."})
-    attention_type: str = field(default="additive", metadata={"help": "RNN: dot, bilinear or additive."})
+    attention_type: str = field(
+        default="additive",
+        metadata={"help": "RNN: dot, bilinear, additive, or none (the decoder sees only the final encoder state)."},
+    )
     cell_type: str = field(default="gru", metadata={"help": "RNN: gru or lstm."})
     embedding_size: int = field(default=256, metadata={"help": "RNN: token embedding size."})
     encoder_hidden_size: int = field(default=256, metadata={"help": "RNN: encoder state size per direction."})
@@ -118,8 +122,8 @@ class Seq2SeqModelArguments:
     def __post_init__(self):
         if self.model_type not in ("transformer", "rnn"):
             raise ValueError(f"model_type '{self.model_type}' is not one of transformer, rnn")
-        if self.attention_type not in ("dot", "bilinear", "additive"):
-            raise ValueError(f"attention_type '{self.attention_type}' is not one of dot, bilinear, additive")
+        if self.attention_type not in ("none", "dot", "bilinear", "additive"):
+            raise ValueError(f"attention_type '{self.attention_type}' is not one of none, dot, bilinear, additive")
         if self.init_encoder_from and self.model_type != "transformer":
             raise ValueError("init_encoder_from (BERT warm start) needs model_type transformer")
 
@@ -564,7 +568,6 @@ def main(
     check_output_dir(train_args.output_dir, resume, train_args.overwrite_output_dir)
     output_dir = train_args.output_dir
     os.makedirs(output_dir, exist_ok=True)
-    run_config = toolkit_config.to_dict(model_args, seq_args, data_args, train_args)
 
     # --- data ---
     task = infer_task(seq_args, data_args)
@@ -580,9 +583,23 @@ def main(
         f"{task}: " + ", ".join(f"{s} {len(encoded[s])} pairs" for s in encoded) + f"; vocab {len(target_tokenizer)}"
     )
     collate = seq2seq_collator(target_tokenizer.pad_token_id, source_tokenizer.pad_token_id)
+    sampler = None
     if seq_args.max_tokens:
         lengths = [max(len(it["input_ids"]), len(it["labels"])) for it in encoded["train"]]
         sampler = TokenBatchSampler(lengths, seq_args.max_tokens, seed=train_args.seed)
+    # Learning rate, batch size and schedule that suit the model, for the options the user did not set.
+    defaults_row = "bert2transformer" if model_args.init_encoder_from else model_args.model_type
+    backbone_defaults = apply_defaults(
+        SEQ2SEQ_DEFAULTS[defaults_row], [model_args, seq_args, train_args], len(encoded["train"]),
+        accelerator.num_processes, skip_if_set={"per_device_train_batch_size": ("max_tokens",)},
+        batches_per_epoch=len(sampler) if sampler is not None else None,
+    )  # fmt: skip
+    accelerator.print(describe(defaults_row, backbone_defaults))
+    run_config = {
+        **toolkit_config.to_dict(model_args, seq_args, data_args, train_args),
+        "backbone_defaults": backbone_defaults,
+    }
+    if sampler is not None:
         train_loader = DataLoader(
             Examples(encoded["train"]), batch_sampler=sampler, collate_fn=collate,
             num_workers=train_args.dataloader_num_workers, pin_memory=torch.cuda.is_available(),

@@ -56,3 +56,27 @@ def test_list_fields_from_yaml_and_flags(tmp_path):
     assert model.objectives == ["mlm", "sop"]
     (model,) = parse_args(ModelArguments, args=["--config", cfg, "--objectives", "mlm"])
     assert model.objectives == ["mlm"]
+
+
+@dataclass
+class SwitchArguments:
+    enabled: bool = field(default=True, metadata={"help": "a switch that is on by default"})
+    verbose: bool = field(default=False, metadata={"help": "a switch that is off by default"})
+
+
+def test_explicit_keys_name_what_the_user_set(tmp_path):
+    from toolkit.config import explicit_keys
+
+    cfg = write(tmp_path, "learning_rate: 5e-5\nhidden_size: 32\n")  # both equal to their dataclass defaults
+    model, switches, train = parse_args(
+        ModelArguments, SwitchArguments, TrainingArguments,
+        args=["--config", cfg, "--per_device_train_b", "8", "--no_enabled", "--seed=42"],
+    )  # fmt: skip
+    assert explicit_keys(model) == {"hidden_size"}
+    assert explicit_keys(switches) == {"enabled"} and switches.enabled is False
+    assert explicit_keys(train) == {"learning_rate", "per_device_train_batch_size", "seed"}
+    (train,) = parse_args(TrainingArguments, args=[])
+    assert explicit_keys(train) == set()
+    train.warmup_steps = 10  # changed in code after parsing: counts as set
+    assert explicit_keys(train) == {"warmup_steps"}
+    assert explicit_keys(TrainingArguments(learning_rate=1e-3, seed=42)) == {"learning_rate"}  # built in code

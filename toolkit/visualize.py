@@ -6,7 +6,8 @@
 Works for both seq2seq families of the toolkit (and any Hugging Face encoder-decoder returning `cross_attentions`):
 rows are target tokens (the token predicted at each step), columns are source tokens, each row sums to 1 (Bahdanau
 et al., 2015, figure 3). For the Transformer pick a decoder `layer` and a `head`, or leave `head` unset for the
-average over heads; the RNN model has one alignment per step (layer 0, head 0). Without `--target` the model's
+average over heads; the RNN model has one alignment per step (layer 0, head 0; none with `attention_type: "none"`,
+which is a one-line error). Without `--target` the model's
 greedy translation is drawn.
 
 The source tokenizer is `<model>/source_tokenizer/` when that folder exists (e.g. a BERT-initialised encoder),
@@ -134,6 +135,15 @@ def visualize_attention(
     head: int | None = None,
 ) -> str:
     """Draw the cross-attention of the model saved in `model_dir` for one sentence pair; returns the image path."""
+    from transformers import AutoConfig
+
+    if getattr(AutoConfig.from_pretrained(model_dir, trust_remote_code=True), "attention_type", None) == "none":
+        from toolkit.errors import UserError
+
+        raise UserError(
+            f"{model_dir} has no attention to draw: it was trained with attention_type 'none' (the decoder sees "
+            "only the final encoder state); train with dot, bilinear or additive attention for alignment maps"
+        )
     model, source_tokenizer, target_tokenizer = load_for_visualization(model_dir)
     weights, source_tokens, target_tokens = cross_attention_matrix(
         model, source_tokenizer, target_tokenizer, source, target, layer=layer, head=head

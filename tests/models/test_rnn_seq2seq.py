@@ -276,3 +276,65 @@ def test_visualize_attention_writes_png(tmp_path):
     source = " ".join(f"w{i}" for i in SOURCES[1].tolist())
     out = visualize_attention(str(tmp_path / "run"), source, target="w12 w70 w33", out=str(tmp_path / "map.png"))
     assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# --- attention_type "none": the fixed-vector bottleneck ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", [{"cell_type": "gru"}, {"cell_type": "lstm", "input_feeding": False}])
+def test_no_attention_sees_only_the_final_encoder_state(variant):
+    torch.manual_seed(0)
+    model = RNNSeq2SeqForConditionalGeneration(tiny_config(attention_type="none", **variant)).eval()
+    assert not any("attention" in name for name, _ in model.named_parameters())
+    input_ids, attention_mask, labels = batch()
+    memory = model.get_encoder()(input_ids, attention_mask=attention_mask).last_hidden_state  # (B, S, 2 * 16)
+    out = model(encoder_outputs=(memory,), attention_mask=attention_mask, labels=labels, output_attentions=True)
+    assert out.logits.shape == (3, 6, 99) and out.cross_attentions is None
+    # The summary is the forward state at each sequence's last token and the backward state at its first: every
+    # other encoder state may change without changing a single logit.
+    last = attention_mask.sum(-1) - 1
+    keep = torch.zeros(3, 7, 32, dtype=torch.bool)
+    keep[:, 0, 16:] = True
+    keep[torch.arange(3), last, :16] = True
+    changed = torch.where(keep, memory, torch.randn_like(memory))
+    other = model(encoder_outputs=(changed,), attention_mask=attention_mask, labels=labels)
+    torch.testing.assert_close(other.logits, out.logits)
+    summary = memory.clone()
+    summary[0, last[0], 3] += 1.0  # the forward summary of sentence 0 moves: its logits move, the others stay
+    moved = model(encoder_outputs=(summary,), attention_mask=attention_mask, labels=labels).logits
+    assert not torch.allclose(moved[0], out.logits[0])
+    torch.testing.assert_close(moved[1:], out.logits[1:])
+
+
+def test_no_attention_trains_generates_greedy_and_beam_and_reloads(tmp_path):
+    torch.manual_seed(0)
+    model = RNNSeq2SeqForConditionalGeneration(tiny_config(attention_type="none"))
+    losses = train(model, steps=150)
+    assert losses[-1] < 0.1 * losses[0]
+    model.eval()
+    mask = torch.ones_like(SOURCES)
+    greedy = model.generate(SOURCES, attention_mask=mask, max_new_tokens=8)
+    assert torch.equal(greedy[:, 1 : TARGETS.shape[1] + 1], TARGETS)
+    uncached = model.generate(SOURCES, attention_mask=mask, max_new_tokens=8, use_cache=False)
+    assert torch.equal(uncached, greedy)
+    beams = model.generate(SOURCES, attention_mask=mask, max_new_tokens=8, num_beams=4)
+    assert torch.equal(beams[:, 1 : TARGETS.shape[1] + 1], TARGETS)
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ckpt").eval()
+    assert loaded.config.attention_type == "none"
+    assert torch.equal(loaded.generate(SOURCES, attention_mask=mask, max_new_tokens=8, num_beams=4), beams)
+
+
+def test_visualize_attention_refuses_a_model_without_attention(tmp_path):
+    model = RNNSeq2SeqForConditionalGeneration(tiny_config(attention_type="none"))
+    model.save_pretrained(tmp_path / "run")
+    save_word_tokenizer(tmp_path / "run")
+    proc = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "visualize-attention", "--model", str(tmp_path / "run"), "--source",
+         "w5 w17", "--out", str(tmp_path / "map.png")],
+        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "attention_type 'none'" in lines[0] and str(tmp_path / "run") in lines[0]
+    assert not (tmp_path / "map.png").exists()

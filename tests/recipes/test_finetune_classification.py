@@ -140,6 +140,37 @@ def test_saved_model_reproduces_the_predictions_file(scratch_run, data):
     assert accuracy == pytest.approx(results["test_accuracy"])
 
 
+def test_backbone_defaults_are_chosen_printed_and_recorded(data, tmp_path, capsys):
+    """Flags only: the scratch BiLSTM gets its own learning rate, batch size, epochs and schedule, not BERT's."""
+    out = tmp_path / "run"
+    flags = [
+        "--train_file", data["train"], "--validation_file", data["validation"], "--text_column", "sentence",
+        "--output_dir", str(out), "--scratch_embedding_size", "16", "--scratch_hidden_size", "16", "--save_steps", "0",
+    ]  # fmt: skip
+    results = _run(_recipe(), flags)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("defaults for the scratch")]
+    assert len(lines) == 1
+    for part in ("learning_rate=0.002", "per_device_train_batch_size=32", "num_train_epochs=20", "warmup_steps=4"):
+        assert part in lines[0], lines[0]
+    run_config = json.loads((out / "run_config.json").read_text())
+    assert run_config["learning_rate"] == 0.002 and run_config["per_device_train_batch_size"] == 32
+    assert run_config["num_train_epochs"] == 20 and run_config["max_grad_norm"] == 5.0
+    assert run_config["backbone_defaults"]["learning_rate"] == 0.002
+    assert results["global_step"] == 20 * 4  # 120 examples / 32 = 4 steps per epoch, 20 epochs (the cap)
+    assert results["validation_accuracy"] > 0.5  # learned (chance: 1/3); the tiny BiLSTM needs lr > 2e-3 for more
+
+    # A YAML key and a flag win over the defaults, even when they repeat the dataclass default.
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("learning_rate: 5.0e-5\n")
+    _run(_recipe(), ["--config", str(cfg), *flags, "--per_device_train_batch_size", "8", "--max_steps", "3",
+                     "--overwrite_output_dir", "true"])  # fmt: skip
+    run_config = json.loads((out / "run_config.json").read_text())
+    assert run_config["learning_rate"] == 5e-5 and run_config["per_device_train_batch_size"] == 8
+    assert not {"learning_rate", "per_device_train_batch_size", "num_train_epochs"} & set(
+        run_config["backbone_defaults"]
+    )
+
+
 def test_sentence_pairs(data, tmp_path):
     argv = _args(data, tmp_path, "--text_pair_column", "other")
     argv[argv.index("--train_file") + 1] = data["pair_train"]
@@ -256,6 +287,8 @@ def test_hf_bert_folder_is_converted(data, tmp_path):
     )
     assert results["backbone"] == "bert" and results["validation_accuracy"] >= 0.6
     assert (tmp_path / "run" / "converted_backbone" / "config.json").is_file()
+    chosen = json.loads((tmp_path / "run" / "run_config.json").read_text())["backbone_defaults"]
+    assert chosen["weight_decay"] == 0.01 and chosen["group_by_length"] is True and "learning_rate" not in chosen
 
 
 def test_elmo_backbone_frozen_by_default(data, tmp_path):

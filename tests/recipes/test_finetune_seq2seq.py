@@ -79,24 +79,31 @@ def test_demo_summarization_lowers_loss_and_writes_outputs(tmp_path, capsys):
     assert tokenizer.decode(generated[0], skip_special_tokens=True).strip() == rows[0]["prediction"]
 
 
-def test_parallel_text_rnn_with_token_batches(tmp_path, capsys):
+@pytest.mark.parametrize("attention_type", ["dot", "none"])
+def test_parallel_text_rnn_with_token_batches(tmp_path, capsys, attention_type):
     recipe = _recipe()
     data = tmp_path / "data"
     data.mkdir()
     train = _write_parallel(data / "train", 200, 0, reverse=False)
     valid = _write_parallel(data / "valid", 10, 1, reverse=False)
     results = recipe.main(*recipe.parse_args([
-        "--model_type", "rnn", "--attention_type", "dot", "--embedding_size", "32", "--encoder_hidden_size", "32",
+        "--model_type", "rnn", "--attention_type", attention_type, "--embedding_size", "32", "--encoder_hidden_size", "32",
         "--hidden_size", "64", "--vocab_size", "400", "--input_feeding", "false", "--train_file", train, "--validation_file", valid,
         "--source_lang", "xx", "--target_lang", "yy", "--max_tokens", "160", "--max_steps", "80",
         "--learning_rate", "5e-3", "--lr_scheduler_type", "constant", "--logging_steps", "10", "--eval_steps", "0",
         "--save_steps", "0", "--max_new_tokens", "12", "--num_beams", "1", "--output_dir", str(tmp_path / "run"),
         "--dropout", "0.0",
     ]))  # fmt: skip
-    losses = _losses(capsys.readouterr().out)
+    stdout = capsys.readouterr().out
+    losses = _losses(stdout)
     assert losses[-1] < 0.8 * losses[0], losses
     assert results["task"] == "translation" and "validation_bleu" in results and "validation_chrf" in results
     assert results["validation_samples"] == 10
+    # the rnn row's defaults fill what the flags left open; token batches keep the batch size out of it
+    assert sum(line.startswith("defaults for the rnn backbone") for line in stdout.splitlines()) == 1
+    chosen = json.loads((tmp_path / "run" / "run_config.json").read_text())["backbone_defaults"]
+    assert chosen["warmup_steps"] == 12 and chosen["max_grad_norm"] == 1.0  # 15% of the 80 steps
+    assert not {"learning_rate", "lr_scheduler_type", "per_device_train_batch_size"} & set(chosen)
 
 
 def test_token_batch_sampler_respects_budget_and_is_seeded():

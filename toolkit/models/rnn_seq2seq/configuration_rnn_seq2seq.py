@@ -1,8 +1,9 @@
-"""Configuration of the RNN encoder-decoder with attention (Bahdanau et al., 2015; Luong et al., 2015)."""
+"""Configuration of the RNN encoder-decoder with attention (Bahdanau et al., 2015; Luong et al., 2015) or without
+(the fixed-vector bottleneck of Cho et al., 2014 and Sutskever et al., 2014)."""
 
 from transformers import PretrainedConfig
 
-ATTENTION_TYPES = ("dot", "bilinear", "additive")
+ATTENTION_TYPES = ("none", "dot", "bilinear", "additive")
 CELL_TYPES = ("gru", "lstm")
 
 
@@ -33,7 +34,10 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         attention_type (`str`, defaults to `"additive"`):
             Score between decoder state s and encoder state h: `"dot"` s^T h, `"bilinear"` s^T W h (Luong et al.,
             2015, "general"), or `"additive"` v^T tanh(W1 s + W2 h) (Bahdanau et al., 2015). `"dot"` needs
-            `hidden_size` equal to the encoder state width.
+            `hidden_size` equal to the encoder state width. `"none"`: no attention, the decoder sees only the
+            final encoder state (forward state at the last token ; backward state at the first), as its initial
+            state and as the same context vector at every step (Cho et al., 2014) -- the fixed-vector bottleneck
+            that attention removes.
         attention_hidden_size (`int`, *optional*):
             Inner size of additive attention; defaults to `hidden_size`.
         input_feeding (`bool`, defaults to `True`):

@@ -11,6 +11,9 @@ Features and where each comes from:
   (Sutskever et al., 2014; Luong et al., 2015).
 - Decoder initial state from the encoder's final states through a tanh bridge (Bahdanau et al., appendix A.2.2,
   which uses the backward state; here both directions).
+- `attention_type="none"`: the encoder-decoder without attention, where the decoder sees only the final encoder
+  state c (initial state, and the same context at every step: h~_t = tanh(W_c [c ; s_t])) -- the fixed-length
+  vector of Cho et al. (2014) and Sutskever et al. (2014) whose bottleneck on long sentences motivated attention.
 
 Decoder step t (Luong ordering: the new state is the attention query):
     s_t   = RNN([E y_{t-1} ; h~_{t-1}], s_{t-1})          (input feeding; h~_0 = 0)
@@ -93,7 +96,9 @@ class AdditiveAttention(nn.Module):
         return scores, masked_softmax(scores, mask)
 
 
-def build_attention(config: RNNSeq2SeqConfig) -> nn.Module:
+def build_attention(config: RNNSeq2SeqConfig) -> nn.Module | None:
+    if config.attention_type == "none":
+        return None
     if config.attention_type == "dot":
         return DotAttention()
     if config.attention_type == "bilinear":
@@ -225,7 +230,8 @@ class RNNSeq2SeqDecoder(nn.Module):
         self.attention = build_attention(config)
         self.combine = nn.Linear(config.memory_size + config.hidden_size, config.hidden_size, bias=False)  # W_c
 
-    def initial_cache(self, memory: torch.Tensor, attention_mask: torch.Tensor | None) -> RNNSeq2SeqCache:
+    def final_state(self, memory: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """The encoder's summary of the source (B, M): forward state at the last token ; backward at the first."""
         batch, length, _ = memory.shape
         if attention_mask is None:
             last = torch.full((batch,), length - 1, dtype=torch.long, device=memory.device)
@@ -235,7 +241,11 @@ class RNNSeq2SeqDecoder(nn.Module):
         if self.config.bidirectional:
             half = self.config.encoder_hidden_size  # forward half at the last token, backward half at the first
             final = torch.cat([final[:, :half], memory[:, 0, half:]], dim=-1)  # (B, M)
-        hidden = torch.tanh(self.bridge(final))  # (B, L*H)
+        return final
+
+    def initial_cache(self, memory: torch.Tensor, attention_mask: torch.Tensor | None) -> RNNSeq2SeqCache:
+        batch = memory.shape[0]
+        hidden = torch.tanh(self.bridge(self.final_state(memory, attention_mask)))  # (B, L*H)
         hidden = hidden.view(batch, self.config.decoder_layers, self.config.hidden_size).transpose(0, 1).contiguous()
         cell = torch.zeros_like(hidden) if self.config.cell_type == "lstm" else None  # (L, B, H)
         attentional = memory.new_zeros(batch, self.config.hidden_size)
@@ -248,9 +258,12 @@ class RNNSeq2SeqDecoder(nn.Module):
         memory_mask: torch.Tensor | None,
         cache: RNNSeq2SeqCache | None = None,
     ):
-        """input_ids (B, T) -> attentional vectors (B, T, H), attention weights (B, T, S), updated cache."""
+        """input_ids (B, T) -> attentional vectors (B, T, H), attention weights (B, T, S) (None without attention),
+        updated cache."""
         if cache is None:
             cache = self.initial_cache(memory, memory_mask)
+        if self.attention is None:  # no attention: the only view of the source is its final state (B, 1, M)
+            memory, memory_mask = self.final_state(memory, memory_mask)[:, None], None
         embedded = self.dropout(self.embed_tokens(input_ids))  # (B, T, E)
         state = cache.rnn_state()
 
@@ -269,13 +282,15 @@ class RNNSeq2SeqDecoder(nn.Module):
                 outputs.append(feed)
                 all_weights.append(weights)
             attentional = torch.stack(outputs, dim=1)  # (B, T, H)
-            weights = torch.cat(all_weights, dim=1)  # (B, T, S)
+            weights = None if self.attention is None else torch.cat(all_weights, dim=1)  # (B, T, S)
 
         hidden, cell = (state, None) if self.config.cell_type == "gru" else state
         new_cache = RNNSeq2SeqCache(hidden, cell, attentional[:, -1], cache.seen_tokens + input_ids.shape[1])
         return self.dropout(attentional), weights, new_cache
 
     def _attend(self, query, memory, memory_mask):
+        if self.attention is None:  # memory is the final encoder state (B, 1, M): the same context at every step
+            return memory.expand(-1, query.shape[1], -1), None
         _, weights = self.attention(query, memory, memory_mask)  # (B, T, S)
         context = torch.bmm(weights, memory)  # (B, T, M)
         return context, weights
@@ -290,11 +305,13 @@ def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
 
 
 class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMixin):
-    """RNN encoder-decoder with attention and an output layer over the target vocabulary.
+    """RNN encoder-decoder with attention (or without: `attention_type="none"`) and an output layer over the
+    target vocabulary.
 
     `labels` (B, T) are the target token ids (-100 = ignored); decoder inputs are the labels shifted right behind
     `config.decoder_start_token_id` unless `decoder_input_ids` are given. `cross_attentions` is a 1-tuple holding
-    the alignment weights as (B, 1, T, S) (one "layer" with one "head"), the layout of Transformer attentions.
+    the alignment weights as (B, 1, T, S) (one "layer" with one "head"), the layout of Transformer attentions;
+    it is `None` for `attention_type="none"`, which has no alignment.
     """
 
     def __init__(self, config: RNNSeq2SeqConfig):
@@ -371,7 +388,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         output = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            cross_attentions=(weights[:, None],) if output_attentions else None,  # (B, 1, T, S)
+            cross_attentions=(weights[:, None],) if output_attentions and weights is not None else None,  # (B,1,T,S)
             decoder_hidden_states=(attentional,) if output_hidden_states else None,
             encoder_last_hidden_state=memory,
             encoder_hidden_states=encoder_outputs.hidden_states,
