@@ -269,3 +269,41 @@ def test_offline_override_names_files_that_exist_here(config, shared_data):
     for value in files.values():
         path = os.path.normpath(os.path.join(REPO, value))
         assert os.path.exists(path) or os.path.exists(path + ".de"), path
+
+
+# --- trackers --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tracker", ["tensorboard", "wandb", "all"])
+def test_report_to_a_tracker_that_is_not_installed_is_a_one_line_error(tracker, monkeypatch):
+    import importlib.util
+
+    from toolkit.errors import UserError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("tensorboard", "tensorboardX", "wandb") else real(name, *a),
+    )
+    recipe = load_recipe("finetune_classification")
+    with pytest.raises(UserError) as err:
+        recipe.parse_args(["--dataset_name", "demo", "--report_to", tracker])
+    message = str(err.value)
+    assert "\n" not in message and "not installed" in message and "--report_to none" in message
+
+
+def test_report_to_missing_tracker_stops_the_recipe_before_any_work(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        pytest.skip("tensorboard is installed here")
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "recipes/pretrain_bert.py", "--config", "recipes/configs/bert/quickstart.yaml",
+         "--report_to", "tensorboard", "--output_dir", str(out)],
+        capture_output=True, text=True, cwd=REPO, env=ENV, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: report_to 'tensorboard'")
+    assert not out.exists()
