@@ -85,6 +85,10 @@ class ClassificationArguments:
     )
     text_pair_column: str | None = field(default=None, metadata={"help": "Second text column (sentence pairs)."})
     label_column: str = field(default="label", metadata={"help": "Column holding the labels (ints or strings)."})
+    label_names: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated names of integer labels 0..K-1 (e.g. negative,positive) for id2label."},
+    )
     max_seq_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
     classifier_dropout: float | None = field(default=None, metadata={"help": "Head dropout (default: model's)."})
     hidden_dropout_prob: float | None = field(
@@ -143,6 +147,22 @@ def label_vocabulary(dataset, label_column: str) -> tuple[dict[int, str], dict[s
     if all(k.lstrip("-").isdigit() for k in keys):
         keys = sorted(keys, key=int)
     return dict(enumerate(keys)), {k: i for i, k in enumerate(keys)}
+
+
+def named_labels(id2label: dict[int, str], label_names: str) -> tuple[dict[int, str], dict[str, int]]:
+    """id2label / label2id with `--label_names` given to the integer labels 0..K-1 found in the training data."""
+    names = [name.strip() for name in label_names.split(",")]
+    keys = list(id2label.values())
+    if len(set(names)) != len(names) or not all(names):
+        raise UserError(f"label_names '{label_names}' must be distinct, non-empty, comma-separated names")
+    integer = all(k.lstrip("-").isdigit() for k in keys) and [int(k) for k in keys] == list(range(len(keys)))
+    if not integer and keys != names:
+        raise UserError(f"label_names applies to integer labels 0..K-1; the training labels are {', '.join(keys)}")
+    if len(names) != len(keys):
+        raise UserError(
+            f"label_names gives {len(names)} names but the training data has {len(keys)} labels ({', '.join(keys)})"
+        )
+    return dict(enumerate(names)), {name: i for i, name in enumerate(names)}
 
 
 def encode_split(dataset, args: ClassificationArguments, text_column: str, label2id, where: str) -> list[dict]:
@@ -302,6 +322,8 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
         raise UserError("no training data: pass --train_file or --dataset_name")
     check_columns(raw["train"], [data_args.text_column, args.text_pair_column, args.label_column], "the training data")
     id2label, label2id = label_vocabulary(raw["train"], args.label_column)
+    if args.label_names:
+        id2label, label2id = named_labels(id2label, args.label_names)
     if len(id2label) < 2:
         raise UserError(f"the training data has a single label ({id2label[0]}); classification needs at least two")
     splits = {

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         if hasattr(module, "add_cli"):
             module.add_cli(subparsers)
+    for subparser in subparsers.choices.values():  # every subcommand's --help shows its defaults
+        subparser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     return parser
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from toolkit.errors import UserError
+from toolkit.errors import UserError, exit_on_user_error
 
 
 def load_yaml_config(path: str) -> dict[str, Any]:
@@ -75,7 +75,16 @@ def parse_args(*dataclass_types, args: list[str] | None = None, description: str
 
     `--config FILE.yaml` supplies defaults; flags given on the command line override them. Every instance records
     the names of its options set in either place (read them with `explicit_keys`).
+    `--config FILE.yaml` supplies defaults; flags given on the command line override them. Parsing the real
+    command line (`args=None`), a mistake (unknown key, bad value, missing tracker) is one `error:` line and exit 2
+    instead of a traceback; with an explicit `args` list the `UserError` is raised, for tests and callers.
     """
+    if args is None:
+        return exit_on_user_error(_parse_args)(*dataclass_types, args=None, description=description)
+    return _parse_args(*dataclass_types, args=args, description=description)
+
+
+def _parse_args(*dataclass_types, args: list[str] | None = None, description: str | None = None) -> tuple:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, remaining = pre.parse_known_args(args)

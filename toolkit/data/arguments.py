@@ -21,7 +21,7 @@ class DataArguments:
     validation_file: str | None = field(default=None, metadata={"help": "Validation file or folder."})
     test_file: str | None = field(default=None, metadata={"help": "Test file or folder."})
     validation_split_percentage: int = field(
-        default=5, metadata={"help": "Hold out this % of train when no validation split is given."}
+        default=5, metadata={"help": "Hold out this percentage of train when no validation split is given."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set."})

@@ -147,11 +147,16 @@ def load_raw_datasets(data_args, need_validation: bool = True, seed: int = 42) -
     """Splits `train` (if given), `validation` and `test` (if given) from `DataArguments`.
 
     `dataset_name: demo` loads the embedded demo data (`dataset_config_name`: corpus, classification or
-    summarization). Without a validation split, `validation_split_percentage` of train is held out.
+    summarization). Local `--train_file` (and `--validation_file` / `--test_file`) replace a `dataset_name`: a config
+    naming a Hub dataset runs offline on local files of the same columns. Without a validation split,
+    `validation_split_percentage` of train is held out.
     """
     splits = DatasetDict()
     streaming = data_args.streaming
-    if data_args.dataset_name == "demo":
+    if data_args.dataset_name and getattr(data_args, "train_file", None):
+        # Local files replace the Hub dataset a config names: the offline override each task YAML documents.
+        print(f"--train_file given: using local files instead of --dataset_name {data_args.dataset_name}")
+    elif data_args.dataset_name == "demo":
         name = data_args.dataset_config_name or "corpus"
         if name not in DEMO_NAMES:
             raise UserError(

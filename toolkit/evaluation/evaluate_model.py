@@ -1,7 +1,7 @@
 """`toolkit evaluate`: score a saved model on a labelled file, offline, on one or many processes.
 
     toolkit evaluate --model outputs/sst2_bert --task classification \
-        --test_file /work/shared/data/sst2/dev.tsv --text_column sentence --label_column label
+        --test_file ../shared/data/sst2/dev.tsv --text_column sentence --label_column label
     toolkit evaluate --model outputs/multi30k_transformer --task translation \
         --test_file test_2016_flickr.en --reference_file test_2016_flickr.de
     toolkit evaluate --model outputs/dialogsum --task summarization \

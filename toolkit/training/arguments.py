@@ -8,6 +8,31 @@ SCHEDULERS = ("linear", "cosine", "inverse_sqrt", "constant", "constant_with_war
 TRACKERS = ("none", "tensorboard", "wandb", "all")
 
 
+# Tracker -> (packages any one of which accelerate accepts, the pip command that installs one).
+TRACKER_PACKAGES = {
+    "tensorboard": (("tensorboard", "tensorboardX"), 'pip install tensorboard (or: pip install -e ".[tracking]")'),
+    "wandb": (("wandb",), 'pip install wandb (or: pip install -e ".[tracking]")'),
+}
+
+
+def check_tracker_installed(report_to: str) -> None:
+    """Fail before any work when `--report_to` names a tracker that is not installed (accelerate would only warn
+    and log nothing)."""
+    import importlib.util
+
+    if report_to == "none":
+        return
+    wanted = list(TRACKER_PACKAGES) if report_to == "all" else [report_to]
+    missing = [t for t in wanted if not any(importlib.util.find_spec(p) for p in TRACKER_PACKAGES[t][0])]
+    if report_to == "all" and len(missing) < len(wanted):
+        return  # "all": whatever is installed
+    if missing:
+        raise ValueError(
+            f"report_to '{report_to}': {' and '.join(missing)} is not installed; "
+            f"{'; '.join(TRACKER_PACKAGES[t][1] for t in missing)}, or pass --report_to none"
+        )
+
+
 @dataclass
 class TrainingArguments:
     output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints, the model and metrics go."})
@@ -50,6 +75,7 @@ class TrainingArguments:
             raise ValueError(f"lr_scheduler_type '{self.lr_scheduler_type}' is not one of {', '.join(SCHEDULERS)}")
         if self.report_to not in TRACKERS:
             raise ValueError(f"report_to '{self.report_to}' is not one of {', '.join(TRACKERS)}")
+        check_tracker_installed(self.report_to)
         if self.gradient_accumulation_steps < 1:
             raise ValueError("gradient_accumulation_steps must be >= 1")
         if self.push_to_hub and not self.hub_model_id:
