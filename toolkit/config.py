@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import difflib
 import os
+import sys
 from typing import Any
 
 import yaml
@@ -38,8 +39,19 @@ def _field_names(dataclass_types) -> list[str]:
 def parse_args(*dataclass_types, args: list[str] | None = None, description: str | None = None) -> tuple:
     """Parse command-line `args` (default: sys.argv[1:]) into one instance per dataclass type.
 
-    `--config FILE.yaml` supplies defaults; flags given on the command line override them.
+    `--config FILE.yaml` supplies defaults; flags given on the command line override them. Read from the command
+    line (`args` None), a bad config or value is one line on stderr and exit 2, like the errors `main` reports.
     """
+    if args is None:
+        try:
+            return _parse(dataclass_types, None, description)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+    return _parse(dataclass_types, args, description)
+
+
+def _parse(dataclass_types, args, description):
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, remaining = pre.parse_known_args(args)
