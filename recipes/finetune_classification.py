@@ -60,13 +60,14 @@ from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # n
 from toolkit.training import (  # noqa: E402
     TrainingArguments,
     TrainState,
-    check_output_dir,
     create_optimizer,
     create_scheduler,
+    exit_if_preempted,
     load_checkpoint,
     load_full_state_dict,
     make_accelerator,
-    resolve_checkpoint,
+    prepare_run,
+    register_checkpoint_state,
     save_checkpoint,
     total_training_steps,
     training_batches,
@@ -311,8 +312,7 @@ def evaluations_since_best(history: list[dict], key: str) -> int:
 def main(args: ClassificationArguments, data_args: DataArguments, train_args: TrainingArguments) -> dict:
     start = time.perf_counter()
     accelerator = make_accelerator(train_args)
-    resume = resolve_checkpoint(train_args.output_dir, train_args.resume_from_checkpoint)
-    check_output_dir(train_args.output_dir, resume, train_args.overwrite_output_dir)
+    resume = prepare_run(accelerator, train_args, args, data_args, train_args)  # output_dir and changed-option checks
     output_dir = train_args.output_dir
     os.makedirs(output_dir, exist_ok=True)
 
@@ -378,7 +378,7 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
         model, optimizer, train_loader, *[eval_loaders[n] for n in names]
     )
     eval_loaders = dict(zip(names, prepared))
-    accelerator.register_for_checkpointing(scheduler)
+    register_checkpoint_state(accelerator, scheduler=scheduler)  # JSON, not pickle
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
     if accelerator.is_main_process:
         accelerator.init_trackers("finetune_classification", config=run_config)
@@ -422,6 +422,7 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
                 stop = run_validation()
             if train_args.save_steps and state.global_step % train_args.save_steps == 0:
                 save_checkpoint(accelerator, output_dir, state, train_args.save_total_limit)
+            exit_if_preempted(accelerator, train_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
             if stop or state.global_step >= total_steps:
                 break
             if time_budget_exceeded(accelerator, start, train_args.max_time_minutes):

@@ -64,14 +64,15 @@ from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # n
 from toolkit.training import (  # noqa: E402
     TrainingArguments,
     TrainState,
-    check_output_dir,
     create_optimizer,
     create_scheduler,
+    exit_if_preempted,
     list_checkpoints,
     load_checkpoint,
     load_full_state_dict,
     make_accelerator,
-    resolve_checkpoint,
+    prepare_run,
+    register_checkpoint_state,
     save_checkpoint,
     sharded_checkpoints,
     total_training_steps,
@@ -564,8 +565,9 @@ def main(
             f"{accelerator.distributed_type.value} the checkpoints hold sharded weights; the final weights are used"
         )
         seq_args.average_last_checkpoints = 1
-    resume = resolve_checkpoint(train_args.output_dir, train_args.resume_from_checkpoint)
-    check_output_dir(train_args.output_dir, resume, train_args.overwrite_output_dir)
+    resume = prepare_run(
+        accelerator, train_args, model_args, seq_args, data_args, train_args
+    )  # output_dir and changed-option checks
     output_dir = train_args.output_dir
     os.makedirs(output_dir, exist_ok=True)
 
@@ -628,7 +630,7 @@ def main(
 
     # --- prepare ---
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
-    accelerator.register_for_checkpointing(scheduler)
+    register_checkpoint_state(accelerator, scheduler=scheduler)  # JSON, not pickle
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
     if accelerator.is_main_process:
         accelerator.init_trackers("finetune_seq2seq", config=run_config)
@@ -667,6 +669,7 @@ def main(
                 run_validation()
             if train_args.save_steps and state.global_step % train_args.save_steps == 0:
                 save_checkpoint(accelerator, output_dir, state, train_args.save_total_limit)
+            exit_if_preempted(accelerator, train_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
             if state.global_step >= total_steps or time_budget_exceeded(
                 accelerator, start, train_args.max_time_minutes
             ):

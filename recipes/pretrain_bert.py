@@ -54,13 +54,14 @@ from toolkit.training import (  # noqa: E402
     ProgressLogger,
     TrainingArguments,
     TrainState,
-    check_output_dir,
     create_optimizer,
     create_scheduler,
+    exit_if_preempted,
     load_checkpoint,
     load_saved_model,
     make_accelerator,
-    resolve_checkpoint,
+    prepare_run,
+    register_checkpoint_state,
     save_checkpoint,
     save_final_model,
     sharded_checkpoints,
@@ -260,8 +261,9 @@ def fill_mask(model, tokenizer, text: str, k: int = 5) -> list[str]:
 def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: DataArguments, args: TrainingArguments):
     # --- accelerator, seed, resume ---
     accelerator = make_accelerator(args)  # also seeds every RNG with args.seed
-    resume = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    check_output_dir(args.output_dir, resume, args.overwrite_output_dir)
+    resume = prepare_run(
+        accelerator, args, model_args, mlm_args, data_args, args
+    )  # output_dir and changed-option checks
     start_time = time.perf_counter()
 
     # --- data and tokenizer ---
@@ -355,7 +357,7 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     total_steps, num_epochs = total_training_steps(args, len(train_loader) // accelerator.num_processes)
     scheduler = create_scheduler(optimizer, args, total_steps)
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
-    accelerator.register_for_checkpointing(scheduler)
+    register_checkpoint_state(accelerator, scheduler=scheduler)  # JSON, not pickle
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
     train_collator.state = state
     if accelerator.is_main_process:
@@ -387,6 +389,7 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
             progress.record(eval_metrics)
         if args.save_steps and state.global_step % args.save_steps == 0:
             save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
+        exit_if_preempted(accelerator, args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
         if state.global_step >= total_steps or time_budget_exceeded(accelerator, train_start, args.max_time_minutes):
             break
     progress.log(scheduler.get_last_lr()[0])  # flush a partial logging window

@@ -53,12 +53,13 @@ from toolkit.training import (  # noqa: E402
     ProgressLogger,
     TrainingArguments,
     TrainState,
-    check_output_dir,
     create_optimizer,
     create_scheduler,
+    exit_if_preempted,
     load_checkpoint,
     make_accelerator,
-    resolve_checkpoint,
+    prepare_run,
+    register_checkpoint_state,
     save_checkpoint,
     save_final_model,
     time_budget_exceeded,
@@ -358,8 +359,9 @@ def main(
 ):
     # --- accelerator, seed, resume ---
     accelerator = make_accelerator(args)  # also seeds every RNG with args.seed
-    resume = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    check_output_dir(args.output_dir, resume, args.overwrite_output_dir)
+    resume = prepare_run(
+        accelerator, args, model_args, elmo_args, data_args, args
+    )  # output_dir and changed-option checks
     start_time = time.perf_counter()
 
     # --- data and vocabulary ---
@@ -434,9 +436,8 @@ def main(
         model, optimizer = accelerator.prepare(model, optimizer)
     else:
         model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-    accelerator.register_for_checkpointing(scheduler)
     carried = CarriedStates()
-    accelerator.register_for_checkpointing(carried)
+    register_checkpoint_state(accelerator, scheduler=scheduler, carried=carried)  # JSON + safetensors
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
     if accelerator.is_main_process:
         accelerator.init_trackers("pretrain_elmo", config=config.to_dict(model_args, elmo_args, data_args, args))
@@ -477,6 +478,7 @@ def main(
             progress.record(eval_metrics)
         if args.save_steps and state.global_step % args.save_steps == 0:
             save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
+        exit_if_preempted(accelerator, args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
         if state.global_step >= total_steps or time_budget_exceeded(accelerator, train_start, args.max_time_minutes):
             break
     progress.log(scheduler.get_last_lr()[0])  # flush a partial logging window

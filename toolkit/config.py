@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import difflib
 import os
+import sys
 from typing import Any
 
 import yaml
@@ -74,8 +75,7 @@ def parse_args(*dataclass_types, args: list[str] | None = None, description: str
     """Parse command-line `args` (default: sys.argv[1:]) into one instance per dataclass type.
 
     `--config FILE.yaml` supplies defaults; flags given on the command line override them. Every instance records
-    the names of its options set in either place (read them with `explicit_keys`).
-    `--config FILE.yaml` supplies defaults; flags given on the command line override them. Parsing the real
+    the names of its options set in either place (read them with `explicit_keys`). Parsing the real
     command line (`args=None`), a mistake (unknown key, bad value, missing tracker) is one `error:` line and exit 2
     instead of a traceback; with an explicit `args` list the `UserError` is raised, for tests and callers.
     """

@@ -19,12 +19,13 @@ from toolkit.errors import exit_on_user_error  # noqa: E402
 from toolkit.training import (  # noqa: E402
     TrainingArguments,
     TrainState,
-    check_output_dir,
     create_optimizer,
     create_scheduler,
+    exit_if_preempted,
     load_checkpoint,
     make_accelerator,
-    resolve_checkpoint,
+    prepare_run,
+    register_checkpoint_state,
     save_checkpoint,
     total_training_steps,
     training_batches,
@@ -54,15 +55,14 @@ class Synthetic(Dataset):
 @exit_on_user_error
 def main(tiny: TinyArguments, args: TrainingArguments):
     accelerator = make_accelerator(args)
-    resume = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    check_output_dir(args.output_dir, resume, args.overwrite_output_dir)
+    resume = prepare_run(accelerator, args, args)  # TinyArguments are test knobs (stop_after_steps), not options
     loader = DataLoader(Synthetic(tiny.num_examples), batch_size=args.per_device_train_batch_size, shuffle=True)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Dropout(tiny.dropout), torch.nn.Linear(16, 1))
     optimizer = create_optimizer(model, args)
     total_steps, num_epochs = total_training_steps(args, len(loader) // accelerator.num_processes)
     scheduler = create_scheduler(optimizer, args, total_steps)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    accelerator.register_for_checkpointing(scheduler)
+    register_checkpoint_state(accelerator, scheduler=scheduler)
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
     step_loss = torch.zeros(())
     for batch in training_batches(accelerator, loader, state, num_epochs):
@@ -83,6 +83,7 @@ def main(tiny: TinyArguments, args: TrainingArguments):
                 print(json.dumps({"step": state.global_step, "loss": global_loss}), flush=True)
             if args.save_steps and state.global_step % args.save_steps == 0:
                 save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
+            exit_if_preempted(accelerator, args, state)
             if state.global_step >= total_steps or state.global_step == tiny.stop_after_steps:
                 break
     accelerator.wait_for_everyone()

@@ -8,6 +8,7 @@ from toolkit.training.checkpoint import (
     load_checkpoint,
     load_full_state_dict,
     load_saved_model,
+    register_checkpoint_state,
     resolve_checkpoint,
     save_checkpoint,
     sharded_checkpoints,
@@ -22,8 +23,14 @@ from toolkit.training.loop import (
     write_json,
 )
 from toolkit.training.optim import create_optimizer, create_scheduler
+from toolkit.training.preemption import EXIT_PREEMPTED, exit_if_preempted
+from toolkit.training.run_options import prepare_run
 
 __all__ = [
+    "EXIT_PREEMPTED",
+    "exit_if_preempted",
+    "prepare_run",
+    "register_checkpoint_state",
     "TrainState",
     "TrainingArguments",
     "ProgressLogger",

@@ -63,6 +63,13 @@ class TrainingArguments:
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint folder, or 'latest' for the newest in output_dir/checkpoints."}
     )
+    allow_changed_options: bool = field(
+        default=False,
+        metadata={
+            "help": "On resume, apply options that differ from the checkpoint's (learning rate, schedule, max_steps, "
+            "...) instead of refusing; batch geometry, seed and world size can never change."
+        },
+    )
     report_to: str = field(default="none", metadata={"help": f"Tracker: one of {', '.join(TRACKERS)}."})
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the final model folder to the Hub."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository name, e.g. user/my-model."})
@@ -78,5 +85,19 @@ class TrainingArguments:
         check_tracker_installed(self.report_to)
         if self.gradient_accumulation_steps < 1:
             raise ValueError("gradient_accumulation_steps must be >= 1")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps must be > 0 (or -1: train num_train_epochs), got {self.max_steps}")
+        if self.max_steps == -1 and not self.num_train_epochs > 0:
+            raise ValueError(f"num_train_epochs must be > 0 when max_steps is not set, got {self.num_train_epochs}")
+        if self.learning_rate < 0:
+            raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}")
+        for name in ("logging_steps", "eval_steps", "save_steps", "warmup_steps", "dataloader_num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_time_minutes is not None and not self.max_time_minutes > 0:
+            raise ValueError(f"max_time_minutes must be > 0, got {self.max_time_minutes}")
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("push_to_hub needs hub_model_id (e.g. --hub_model_id user/my-model)")

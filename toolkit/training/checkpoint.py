@@ -1,8 +1,13 @@
-"""Checkpoints that resume exactly: `accelerator.save_state` (model, optimizer, scheduler, RNG states) plus the
-training position (`TrainState`: optimizer step, epoch, micro-batch within the epoch).
+"""Checkpoints that resume exactly: `accelerator.save_state` (model, optimizer, RNG states), the scheduler and other
+registered state, plus the training position (`TrainState`: optimizer step, epoch, micro-batch within the epoch).
 
 A checkpoint is written under a temporary name and renamed when complete, so an interrupted save never leaves a
-corrupt latest checkpoint; only the last `save_total_limit` are kept.
+corrupt latest checkpoint; only the last `save_total_limit` are kept; leftovers of interrupted saves are removed when
+a run starts.
+
+Loading a checkpoint never runs code: the scheduler and registered state are JSON plus safetensors (not accelerate's
+pickled `custom_checkpoint_*.pkl`), accelerate loads model and optimizer with `torch.load(weights_only=True)`, and a
+file the restricted unpickler refuses stops the run with one line.
 """
 
 from __future__ import annotations
@@ -10,17 +15,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 
+import torch
 from accelerate.utils import DistributedType
 
 from toolkit.errors import UserError
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "trainer_state.json"
+EXTRA_STATE = "extra_state_{rank}"  # + .json (plain values) and .safetensors (tensors), one pair per process
 _NAME = re.compile(r"^step-(\d+)$")
+# files a previous run leaves in output_dir besides checkpoints/; --overwrite_output_dir removes them
+RUN_MARKERS = ("run_config.json", "all_results.json", "log_history.json", "trainer_state.json")
 
 
 @dataclass
@@ -34,6 +45,8 @@ class TrainState:
     best_metric: float | None = None
     best_checkpoint: str | None = None
     log_history: list = field(default_factory=list)
+    pending_log: dict | None = None  # logging window cut by a stop signal (see ProgressLogger.pending_window)
+    run_options: dict = field(default_factory=dict)  # the options that define the run (see run_options.py)
 
     def to_json(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
@@ -74,13 +87,115 @@ def resolve_checkpoint(output_dir: str, resume_from_checkpoint: str | None) -> s
 
 
 def check_output_dir(output_dir: str, resume_path: str | None, overwrite: bool) -> None:
-    """Refuse to start a fresh run on top of saved checkpoints, which would silently mix or lose them."""
+    """Refuse to start a fresh run on top of saved checkpoints, which would silently mix or lose them; with
+    `overwrite`, remove the previous run first (one printed line). Leftover `step-N.tmp` folders of interrupted saves
+    are removed in any case. Only the global main process deletes (the others see the result after the first
+    collective)."""
+    main = int(os.environ.get("RANK", "0")) == 0
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UserError(f"output_dir {output_dir} exists and is not a folder")
+    if resume_path and overwrite:
+        raise UserError(
+            f"--overwrite_output_dir would delete the checkpoint to resume from ({resume_path}): pass one of "
+            "--overwrite_output_dir and --resume_from_checkpoint"
+        )
+    previous = list_checkpoints(output_dir) or any(
+        os.path.exists(os.path.join(output_dir, name)) for name in RUN_MARKERS
+    )
+    if overwrite and previous:
+        if main:
+            shutil.rmtree(output_dir)
+            print(f"--overwrite_output_dir: removed the previous run in {output_dir}", file=sys.stderr, flush=True)
+        return
+    if main:
+        remove_interrupted_saves(output_dir)
     if resume_path or overwrite or not list_checkpoints(output_dir):
         return
     raise UserError(
         f"output_dir {output_dir} already holds checkpoints: pass --resume_from_checkpoint latest to continue, "
         "--overwrite_output_dir to start over, or another --output_dir"
     )
+
+
+def remove_interrupted_saves(output_dir: str) -> list[str]:
+    """Delete `checkpoints/step-N.tmp` folders (saves that were killed); returns what was removed."""
+    root = os.path.join(output_dir, CHECKPOINT_DIR)
+    removed = []
+    if os.path.isdir(root):
+        for name in sorted(os.listdir(root)):
+            if name.endswith(".tmp"):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+                removed.append(name)
+    if removed:
+        print(f"removed interrupted checkpoint save(s) in {root}: {', '.join(removed)}", file=sys.stderr, flush=True)
+    return removed
+
+
+def register_checkpoint_state(accelerator, **objects) -> None:
+    """Save and restore `objects` (anything with `state_dict`/`load_state_dict`: the scheduler, carried LSTM states)
+    with every checkpoint, per process, as JSON plus safetensors. Use it instead of
+    `accelerator.register_for_checkpointing`, whose pickled files accelerate loads with `weights_only=False`."""
+    registry = getattr(accelerator, "toolkit_checkpoint_objects", {})
+    registry.update(objects)
+    accelerator.toolkit_checkpoint_objects = registry
+
+
+def _save_objects(accelerator, folder: str) -> None:
+    objects = getattr(accelerator, "toolkit_checkpoint_objects", {})
+    if not objects:
+        return
+    from safetensors.torch import save_file
+
+    plain, tensors = {}, {}
+    for name, obj in objects.items():
+        values = {}
+        for key, value in obj.state_dict().items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{name}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                values[key] = value
+        plain[name] = values
+    base = os.path.join(folder, EXTRA_STATE.format(rank=accelerator.process_index))
+    with open(base + ".json", "w", encoding="utf-8") as f:
+        json.dump(plain, f)
+    if tensors:
+        save_file(tensors, base + ".safetensors")
+
+
+def _load_objects(accelerator, folder: str) -> None:
+    objects = getattr(accelerator, "toolkit_checkpoint_objects", {})
+    if not objects:
+        return
+    base = os.path.join(folder, EXTRA_STATE.format(rank=accelerator.process_index))
+    if not os.path.isfile(base + ".json"):
+        base = os.path.join(folder, EXTRA_STATE.format(rank=0))
+    if not os.path.isfile(base + ".json"):  # written by an older toolkit through accelerate's custom state
+        for i, obj in enumerate(objects.values()):
+            legacy = os.path.join(folder, f"custom_checkpoint_{i}.pkl")
+            if os.path.isfile(legacy):
+                obj.load_state_dict(safe_torch_load(legacy))
+        return
+    from safetensors.torch import load_file
+
+    with open(base + ".json", encoding="utf-8") as f:
+        plain = json.load(f)
+    tensors = load_file(base + ".safetensors") if os.path.isfile(base + ".safetensors") else {}
+    for name, obj in objects.items():
+        values = dict(plain.get(name, {}))
+        prefix = f"{name}."
+        values.update({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+        obj.load_state_dict(values)
+
+
+def safe_torch_load(path: str):
+    """`torch.load` with the restricted unpickler: plain values and tensors only, never code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UserError(
+            f"checkpoint file {path} holds pickled objects other than tensors and plain values; it is not loaded, "
+            f"since unpickling it could run code ({str(err).splitlines()[0][:120]})"
+        ) from None
 
 
 def save_checkpoint(accelerator, output_dir: str, state: TrainState, save_total_limit: int | None = None) -> str:
@@ -102,7 +217,13 @@ def save_checkpoint(accelerator, output_dir: str, state: TrainState, save_total_
     if sharded or accelerator.is_main_process:
         accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
+    os.makedirs(tmp, exist_ok=True)
+    _save_objects(accelerator, tmp)  # every process: the scheduler, carried states (no pickle)
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        run = getattr(accelerator, "toolkit_run_options", None)
+        if run is not None:
+            state.run_options = run
         state.to_json(os.path.join(tmp, STATE_FILE))
         if os.path.isdir(final):
             shutil.rmtree(final)
@@ -117,8 +238,27 @@ def save_checkpoint(accelerator, output_dir: str, state: TrainState, save_total_
 
 
 def load_checkpoint(accelerator, path: str) -> TrainState:
-    """Restore model, optimizer, scheduler and RNG states; return the training position."""
-    accelerator.load_state(path)
+    """Restore model, optimizer, scheduler and registered states; return the training position. Options changed
+    on resume with --allow_changed_options (see `run_options.prepare_run`) are applied to the optimizer and the
+    schedule after the load, rather than overwritten by the checkpoint's values."""
+    from toolkit.training.run_options import reapply_optimizer_options, snapshot_optimizer_options
+
+    objects = getattr(accelerator, "toolkit_checkpoint_objects", {})
+    scheduler = objects.get("scheduler")
+    fresh = snapshot_optimizer_options(scheduler)
+    try:
+        accelerator.load_state(path)
+    except pickle.UnpicklingError as err:
+        raise UserError(
+            f"checkpoint {path} holds a file with pickled objects other than tensors and plain values; it is not "
+            f"loaded, since unpickling it could run code ({str(err).splitlines()[0][:120]})"
+        ) from None
+    except (RuntimeError, KeyError, ValueError) as err:
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise UserError(f"checkpoint {path} does not fit the model and optimizer of this run: {first[:200]}") from None
+    _load_objects(accelerator, path)
+    if getattr(accelerator, "toolkit_changed_options", None):
+        reapply_optimizer_options(scheduler, fresh)
     return TrainState.from_json(os.path.join(path, STATE_FILE))
 
 

@@ -19,6 +19,7 @@ from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, se
 from tqdm.auto import tqdm
 
 from toolkit.errors import UserError
+from toolkit.training import preemption
 from toolkit.training.checkpoint import TrainState
 
 
@@ -48,6 +49,7 @@ def make_accelerator(args, **kwargs) -> Accelerator:
     if plugin is not None:
         configure_deepspeed(plugin, accelerator, args)
     set_seed(args.seed)
+    preemption.install(accelerator)  # SIGTERM / SIGINT / SIGUSR1: checkpoint at the step and exit
     return accelerator
 
 
@@ -136,6 +138,14 @@ class ProgressLogger:
         self.start_time = self._t0
         self.start_tokens = state.tokens_seen
         self.last_loss: float | None = None
+        if state.pending_log:  # a run stopped between logging steps: continue its logging window
+            pending = state.pending_log
+            self._loss_sum = torch.tensor(pending["loss_sum"], device=accelerator.device)
+            self._loss_count = pending["count"]
+            self._tokens = torch.tensor(
+                pending["tokens"] if accelerator.is_main_process else 0, device=accelerator.device
+            )
+            state.pending_log = None
 
     def update(self, loss: torch.Tensor, n_tokens) -> None:
         loss = loss.detach().float()
@@ -179,6 +189,15 @@ class ProgressLogger:
             rank = {"rank": self.accelerator.process_index} if self.accelerator.num_processes > 1 else {}
             self.bar.write(json.dumps({"step": self.state.global_step, **rank, **metrics}))
 
+    def pending_window(self) -> dict | None:
+        """Collective. The micro-batches since the last logging step, reduced over processes, so that a checkpoint
+        written between logging steps lets the resumed run log exactly what the uninterrupted run logs."""
+        if self._loss_sum is None:
+            return None
+        loss_sum = self.accelerator.reduce(self._loss_sum.clone(), reduction="mean").item()
+        tokens = int(self.accelerator.reduce(torch.as_tensor(self._tokens).clone(), reduction="sum").item())
+        return {"loss_sum": loss_sum, "count": self._loss_count, "tokens": tokens}
+
     def close(self) -> None:
         """Collective. Counts the micro-batches since the last logging step (a run cut by its time budget stops
         between logging steps), so `last_loss`, `tokens_seen` and the throughput line cover the whole run."""
@@ -187,6 +206,7 @@ class ProgressLogger:
             self.state.tokens_seen += int(self.accelerator.reduce(self._tokens, reduction="sum").item())
             self._loss_sum, self._loss_count, self._tokens = None, 0, None
         self.bar.close()
+        preemption.disarm()  # the loop is over: a signal now stops at once
 
     def throughput_line(self, flops_per_token: float | None = None) -> str:
         """`tokens/s` over the whole run (and, on CUDA with `flops_per_token`, the fraction of dense bf16 peak)."""
