@@ -139,8 +139,8 @@ def sdpa_attention_forward(query, key, value, attention_mask, dropout_p=0.0, tra
 
 
 class UnpaddedBatch:
-    """Where the real tokens of a padded (B, T) batch are, and how attention groups them; built once per forward
-    (one host-device synchronisation, for the bucket sizes) and shared by every layer.
+    """Where the real tokens of a padded (B, T) batch are, and how attention groups them; built once per forward and
+    shared by every layer (the host learns N and the bucket or sequence sizes here, so no layer waits for the device).
 
     Attributes:
         indices: (N,) flat positions `row * T + column` of the real tokens, row-major.
@@ -165,10 +165,10 @@ class UnpaddedBatch:
         self.first_token = offsets[:-1]
         self.buckets, self.restore = [], None
         if attention == "nested":
-            self.min_seqlen, self.max_seqlen = (int(v) for v in torch.aminmax(lengths))  # the one host sync
+            self.min_seqlen, self.max_seqlen = (int(v) for v in torch.aminmax(lengths))  # host sync, once per forward
         if attention == "buckets":
             order = torch.argsort(lengths, stable=True)
-            sizes = lengths[order].tolist()  # the one host sync
+            sizes = lengths[order].tolist()  # host sync, once per forward
             kept = []
             for start in range(0, B, rows_per_bucket):
                 rows = order[start : start + rows_per_bucket]
