@@ -157,7 +157,9 @@ def main(argv=None):
     for name in models:
         print(f"{name:14s} {real / elapsed[name]:8.0f} real words/s  {1000 * elapsed[name] / args.steps:7.1f} ms/step")
     print(f"ratio packed/bilm_unpacked: {elapsed['bilm_unpacked'] / elapsed['packed']:.2f}x")
-    print(f"pack/unpack: at most {100 * packing / total:.1f}% of the packed step's time (profiler, 3 steps, inclusive)")
+    print(
+        f"pack/unpack: at most {100 * packing / total:.1f}% of the packed step's time (profiler, 3 steps, inclusive)"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@
 #   bash benchmarks/gpu_check.sh                    # on a GPU machine, from the repository root
 #   GPU_CHECK_CPU=1 bash benchmarks/gpu_check.sh    # on a CPU machine: cpu.yaml, and DeepSpeed ZeRO-2 / ZeRO-3 with
 #                                                   # two processes in fp32 (DeepSpeed's CPU accelerator, gloo)
+#   CHECKS="deepspeed_zero3_1proc:* fsdp_1proc:pretrain_bert" bash benchmarks/gpu_check.sh   # only these launch:recipe
+#                                                   # pairs (`*` = every recipe); LAUNCH_NAMES filters launches only
 #
 # Wheels missing on the GPU machine (datasets, evaluate, ... and DeepSpeed's sdist) are installed from $WHEELS
 # (default .gpu_carry/whl) by benchmarks/gpu_session.sh, which also runs this script.
@@ -101,6 +103,9 @@ for l in "${LAUNCHES[@]}"; do  # one launch config at a time, its four recipes i
   IFS='|' read -r name flags extra <<< "$l"
   if [ -n "${LAUNCH_NAMES:-}" ] && [[ " $LAUNCH_NAMES " != *" $name "* ]]; then continue; fi  # e.g. "fsdp_1proc"
   for r in "${RECIPES[@]}"; do
+    if [ -n "${CHECKS:-}" ] && [[ " $CHECKS " != *" $name:${r%%|*} "* ]] && [[ " $CHECKS " != *" $name:* "* ]]; then
+      continue
+    fi
     port=$((port + 1))
     run_one "${r%%|*}" "${r#*|}" "$name" "$flags" "$extra" "$port" &
   done

@@ -6,6 +6,8 @@
 #      SST-2 (next to the scratch BiLSTM with the same settings) and, for BERT, used as the DialogSum encoder;
 #   2. at the same time, the recipe x accelerate-config matrix (benchmarks/gpu_check.sh);
 #   3. last, alone on the GPU, the throughput benchmarks (toolkit vs transformers BERT, toolkit ELMo vs a plain biLM).
+# PHASES=speed runs benchmarks/gpu_speed.sh instead (fine-tuning, MLM eager + compiled, ELMo, the config checks never
+# seen on a GPU), with the wheels, data and DeepSpeed set up here; its summary lands in $OUT/speed_summary.txt.
 # Small outputs (logs, metrics, predictions, model cards, attention maps) are re-packed into $OUT/results.tar.gz
 # every 30 s, so a run stopped at its limit still returns what it had.
 #
@@ -116,6 +118,12 @@ if [[ $PHASES == *elmo_throughput* ]]; then  # GPU-alone (the install above is C
     --cell_size 4096 --projection_dim 512 --steps 5 --rounds 3 > "$W/logs/elmo_throughput.log" 2>&1
 fi
 [ -n "${DS_INSTALL:-}" ] && { wait "$DS_INSTALL" || echo "deepspeed install failed"; }
+if [[ $PHASES == *speed* ]]; then  # GPU-alone when run as PHASES=speed
+  PYTHONPATH=$PYTHONPATH:/tmp/site_ds OUT=$W/logs SST2=$D/sst2/train.tsv CARRY=$CARRY RUNS=$W/speed_runs \
+    GPU_SPEED_CPU=${GPU_SESSION_CPU:-0} SPEED_BUDGET=$((BUDGET - $(elapsed) - 20)) bash benchmarks/gpu_speed.sh \
+    > "$W/logs/speed.log" 2>&1
+  cp "$W/logs/speed/summary.txt" "$OUT/speed_summary.txt" 2>/dev/null
+fi
 [[ $PHASES == *matrix* ]] || BUDGET_MATRIX=0
 [ "${BUDGET_MATRIX:-1}" = 0 ] || PYTHONPATH=$PYTHONPATH:/tmp/site_ds OUT=$W/logs/matrix RUNS=$W/matrix GPU_CHECK_CPU=${GPU_SESSION_CPU:-0} \
   STEPS=${STEPS:-6} timeout "${MATRIX_TIMEOUT:-$((BUDGET - 160))}" bash benchmarks/gpu_check.sh > "$W/logs/matrix.log" 2>&1

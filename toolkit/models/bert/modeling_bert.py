@@ -139,15 +139,16 @@ def sdpa_attention_forward(query, key, value, attention_mask, dropout_p=0.0, tra
 
 
 class UnpaddedBatch:
-    """Where the real tokens of a padded (B, T) batch are, and how attention groups them; built once per forward
-    (one host-device synchronisation, for the bucket sizes) and shared by every layer.
+    """Where the real tokens of a padded (B, T) batch are, and how attention groups them; built once per forward and
+    shared by every layer (the host learns N and the bucket or sequence sizes here, so no layer waits for the device).
 
     Attributes:
         indices: (N,) flat positions `row * T + column` of the real tokens, row-major.
         batch_size, seq_len: B and T of the padded batch.
         first_token: (B,) index into the N tokens of each row's column 0 (the [CLS] the pooler reads).
         attention: "buckets" or "nested" (see `unpadded_attention_forward`).
-        cu_seqlens: (B + 1,) offsets of each row's tokens among the N ("nested").
+        cu_seqlens: (B + 1,) offsets of each row's tokens among the N; min_seqlen / max_seqlen: host ints, so nested
+            tensors never ask the device for them ("nested").
         buckets: list of (gather (b * T_b,), key mask (b, 1, 1, T_b) bool, keep (n_b,)) ("buckets"): positions among
             the N tokens forming a (b, T_b) padded bucket (padding slots repeat a real token and are masked as keys),
             and which of the b * T_b outputs are real; `restore` (N,) puts the concatenated kept outputs back in order.
@@ -163,9 +164,11 @@ class UnpaddedBatch:
         self.cu_seqlens = offsets
         self.first_token = offsets[:-1]
         self.buckets, self.restore = [], None
+        if attention == "nested":
+            self.min_seqlen, self.max_seqlen = (int(v) for v in torch.aminmax(lengths))  # host sync, once per forward
         if attention == "buckets":
             order = torch.argsort(lengths, stable=True)
-            sizes = lengths[order].tolist()  # the one host sync
+            sizes = lengths[order].tolist()  # host sync, once per forward
             kept = []
             for start in range(0, B, rows_per_bucket):
                 rows = order[start : start + rows_per_bucket]
@@ -200,7 +203,9 @@ def unpadded_attention_forward(qkv, batch: UnpaddedBatch, dropout_p=0.0, trainin
     if batch.attention == "nested":
 
         def jagged(x):  # (N, H, D) -> nested (B, H, j, D)
-            return torch.nested.nested_tensor_from_jagged(x.contiguous(), batch.cu_seqlens).transpose(1, 2)
+            return torch.nested.nested_tensor_from_jagged(
+                x.contiguous(), batch.cu_seqlens, min_seqlen=batch.min_seqlen, max_seqlen=batch.max_seqlen
+            ).transpose(1, 2)
 
         query, key, value = (jagged(t) for t in qkv.unbind(1))
         out = F.scaled_dot_product_attention(query, key, value, dropout_p=p)  # nested (B, H, j, D)
