@@ -103,8 +103,20 @@ class ClassificationArguments:
     elmo_full_finetune: bool = field(
         default=False, metadata={"help": "ELMo: fine-tune the biLM too (default: frozen biLM, learned scalar mix)."}
     )
-    scratch_vocab_size: int = field(default=20000, metadata={"help": "Scratch: word vocabulary size."})
-    scratch_min_frequency: int = field(default=1, metadata={"help": "Scratch: minimum count of a vocabulary word."})
+    elmo_word_embeddings: bool | None = field(
+        default=None,
+        metadata={
+            "help": "ELMo: concatenate a trainable word embedding (vocabulary of the training texts) with the ELMo "
+            "vector at the task BiLSTM's input (Peters et al., 2018). Default: on for a frozen biLM, off otherwise."
+        },
+    )
+    elmo_word_embedding_dim: int = field(default=128, metadata={"help": "ELMo: width of that word embedding."})
+    scratch_vocab_size: int = field(
+        default=20000, metadata={"help": "Scratch and the ELMo word channel: word vocabulary size."}
+    )
+    scratch_min_frequency: int = field(
+        default=1, metadata={"help": "Scratch and the ELMo word channel: minimum count of a vocabulary word."}
+    )
     scratch_embedding_size: int = field(default=300, metadata={"help": "Scratch: word embedding size."})
     scratch_hidden_size: int = field(default=256, metadata={"help": "Scratch: LSTM size per direction."})
     scratch_num_layers: int = field(default=1, metadata={"help": "Scratch: stacked LSTM layers."})
@@ -247,8 +259,19 @@ def build_model(args: ClassificationArguments, train_items, id2label, label2id, 
         accelerator.wait_for_everyone()
         path, model_type = converted, "toolkit_bert"
     overrides = dict(labels)
+    tokenizer = AutoTokenizer.from_pretrained(path)
     if model_type == "toolkit_elmo":
         overrides["freeze_bilm"] = not args.elmo_full_finetune
+        word_channel = args.elmo_word_embeddings
+        if word_channel is None:
+            word_channel = not args.elmo_full_finetune
+        if word_channel and not getattr(tokenizer, "task_words", None):  # a biLM: the task vocabulary is new
+            texts = [item["text"] for item in train_items] + [item.get("text_pair") or "" for item in train_items]
+            tokenizer.set_task_words(
+                tokenizer.build_task_words(texts, args.scratch_vocab_size, args.scratch_min_frequency)
+            )
+            overrides["task_word_vocab_size"] = len(tokenizer.task_words)
+            overrides["task_word_embedding_dim"] = args.elmo_word_embedding_dim
     if args.classifier_dropout is not None:
         overrides["classifier_dropout"] = args.classifier_dropout
     if args.hidden_dropout_prob is not None:
@@ -261,7 +284,6 @@ def build_model(args: ClassificationArguments, train_items, id2label, label2id, 
     model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
     if model_type == "toolkit_elmo" and hasattr(model, "set_bilm_frozen"):
         model.set_bilm_frozen(not args.elmo_full_finetune)
-    tokenizer = AutoTokenizer.from_pretrained(path)
     kind = {"toolkit_bert": "bert", "toolkit_elmo": "elmo"}.get(model_type, model_type)
     return model, tokenizer, kind
 

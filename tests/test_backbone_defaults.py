@@ -75,3 +75,15 @@ def test_seq2seq_token_batches_size_the_warmup_and_keep_the_batch_size():
     assert "per_device_train_batch_size" not in chosen and train.per_device_train_batch_size == 8
     assert train.learning_rate == 2e-3 and train.lr_scheduler_type == "inverse_sqrt"
     assert train.warmup_steps == 30  # 15% of one epoch of 200 token batches
+
+
+def test_a_warmup_ratio_the_user_set_keeps_warmup_steps_as_is():
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class WarmupRatio:
+        warmup_ratio: float = field(default=0.0, metadata={"help": "fraction"})
+
+    args, train = _parse()
+    chosen = apply_defaults(CLASSIFICATION_DEFAULTS["bert"], [args, train, WarmupRatio(0.2)], 2000)
+    assert "warmup_steps" not in chosen and train.warmup_steps == 0 and chosen["learning_rate"] == 1e-4

@@ -463,3 +463,82 @@ def test_adaptive_softmax_with_host_plan_matches_and_never_syncs(token_embedder)
         torch.testing.assert_close(a, b)
     assert host_sync_ops(lambda: model(**inputs, **labels, **plans).loss.backward()) == []
     assert "aten.nonzero" in host_sync_ops(lambda: model(**inputs, **labels).loss.backward())
+
+
+# --- the context-independent word channel of the classifier (Peters et al., 2018, section 3.3) ----------------------
+
+
+TASK_TEXTS = ["a great movie", "a dull film", "Great fun , great cast", "the plot was dull"]
+
+
+def _word_channel_model(tokenizer, freeze=True, **kwargs):
+    task_tokenizer = ElmoTokenizerFast.train_from_iterator(CORPUS, vocab_size=99, min_frequency=1)
+    task_tokenizer.set_task_words(task_tokenizer.build_task_words(TASK_TEXTS))
+    config = tiny_config(
+        freeze_bilm=freeze, num_labels=2, task_word_vocab_size=len(task_tokenizer.task_words),
+        task_word_embedding_dim=12, **kwargs,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return ElmoForSequenceClassification(config), task_tokenizer
+
+
+def test_word_channel_shapes_and_vocabulary(tokenizer):
+    model, task_tokenizer = _word_channel_model(tokenizer)
+    words = task_tokenizer.task_words
+    assert words[:4] == ["<pad>", "<unk>", "<s>", "</s>"] and words[4] == "great"  # lower-cased, most frequent first
+    assert model.task_words.weight.shape == (len(words), 12)
+    assert model.task_encoder.input_size == 2 * 16 + 12
+    batch = task_tokenizer(["a GREAT film", "unseenword"], padding=True, return_tensors="pt")
+    assert batch["task_word_ids"].shape == batch["input_ids"].shape == (2, 5)
+    assert batch["task_word_ids"][0].tolist() == [2, words.index("a"), 4, words.index("film"), 3]
+    assert batch["task_word_ids"][1].tolist() == [2, 1, 3, 0, 0]  # unknown word, then padding
+    out = model(**batch, labels=torch.tensor([1, 0]))
+    assert out.logits.shape == (2, 2) and out.loss.shape == ()
+    with pytest.raises(ValueError, match="task_word_ids"):
+        model(input_ids=batch["input_ids"], char_ids=batch["char_ids"], attention_mask=batch["attention_mask"])
+
+
+def test_word_channel_trains_while_the_frozen_bilm_gets_no_gradient(tokenizer):
+    model, task_tokenizer = _word_channel_model(tokenizer, freeze=True)
+    model.train()
+    batch = task_tokenizer(TASK_TEXTS, padding=True, return_tensors="pt")
+    model(**batch, labels=torch.tensor([1, 0, 1, 0])).loss.backward()
+    grad = model.task_words.weight.grad
+    assert grad is not None and grad[4].abs().sum() > 0  # "great" received a gradient
+    assert torch.all(grad[0] == 0)  # padding row never does
+    assert all(p.grad is None and not p.requires_grad for p in model.elmo.parameters())
+    # unfrozen, the biLM trains too and the word channel still does
+    model, task_tokenizer = _word_channel_model(tokenizer, freeze=False)
+    model.train()
+    model(**batch, labels=torch.tensor([1, 0, 1, 0])).loss.backward()
+    assert model.task_words.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.elmo.parameters())
+
+
+def test_word_channel_saves_and_reloads_with_its_vocabulary(tokenizer, tmp_path):
+    model, task_tokenizer = _word_channel_model(tokenizer)
+    model.eval()
+    model.save_pretrained(tmp_path / "clf")
+    task_tokenizer.save_pretrained(tmp_path / "clf")
+    loaded_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "clf")
+    assert loaded_tokenizer.task_words == task_tokenizer.task_words
+    assert "task_word_ids" in loaded_tokenizer.model_input_names
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "clf").eval()
+    assert loaded.config.task_word_vocab_size == len(task_tokenizer.task_words)
+    batch = loaded_tokenizer(["a great cast", "dull"], padding=True, return_tensors="pt")
+    torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
+    # a biLM checkpoint without a word channel is unchanged: no task_word_ids, no extra input width
+    assert "task_word_ids" not in tokenizer(["a cat"], return_tensors="pt")
+    assert ElmoForSequenceClassification(tiny_config()).task_words is None
+
+
+def test_word_channel_is_initialised_when_added_to_a_bilm_checkpoint(tokenizer, tmp_path):
+    """from_pretrained of a biLM with `task_word_vocab_size` set: the new embedding is drawn, not left as garbage."""
+    torch.manual_seed(0)
+    ElmoForLanguageModeling(tiny_config()).save_pretrained(tmp_path / "bilm")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tmp_path / "bilm", num_labels=2, task_word_vocab_size=500, task_word_embedding_dim=64
+    )
+    weight = model.task_words.weight.detach()
+    assert torch.isfinite(weight).all() and torch.all(weight[0] == 0)
+    assert 0.08 < weight[1:].std().item() < 0.12

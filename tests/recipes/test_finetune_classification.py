@@ -332,6 +332,15 @@ def test_elmo_backbone_frozen_by_default(data, tmp_path):
     assert not torch.equal(
         after["scalar_mix.scalar_parameters"], torch.zeros_like(after["scalar_mix.scalar_parameters"])
     )
+    # frozen biLM: the word channel is on by default, its vocabulary from the training texts saved with the model
+    from transformers import AutoTokenizer
+
+    saved = AutoTokenizer.from_pretrained(tmp_path / "run")
+    assert "furious" not in saved.task_words and "superb" in saved.task_words
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["task_word_vocab_size"] == len(saved.task_words)
+    assert after["task_words.weight"].shape == (len(saved.task_words), 128)
+    assert not torch.allclose(after["task_words.weight"][4:], torch.zeros(1))  # trained rows
 
 
 @pytest.mark.distributed

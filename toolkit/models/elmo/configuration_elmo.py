@@ -79,6 +79,13 @@ class ElmoConfig(PretrainedConfig):
             Size of the attention-pooling projection (Yang et al., 2016).
         classifier_dropout (`float`, *optional*, defaults to 0.5):
             Dropout on the ELMo representation and on the pooled vector of the classifier.
+        task_word_vocab_size (`int`, *optional*, defaults to 0):
+            For [`ElmoForSequenceClassification`]: size of a context-independent, trainable word embedding built
+            from the task's training texts (its words live in the tokenizer's `task_words`; the tokenizer returns
+            `task_word_ids`), concatenated with the scalar-mixed ELMo vector at the input of the task BiLSTM, as
+            Peters et al. (2018) concatenate GloVe vectors with ELMo. 0: no word channel.
+        task_word_embedding_dim (`int`, *optional*, defaults to 128):
+            Width of that word embedding.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of the classifier layers.
     """
@@ -112,6 +119,8 @@ class ElmoConfig(PretrainedConfig):
         task_hidden_size=256,
         task_attention_dim=256,
         classifier_dropout=0.5,
+        task_word_vocab_size=0,
+        task_word_embedding_dim=128,
         initializer_range=0.02,
         pad_token_id=0,
         bos_token_id=2,
@@ -152,6 +161,8 @@ class ElmoConfig(PretrainedConfig):
         self.task_hidden_size = task_hidden_size
         self.task_attention_dim = task_attention_dim
         self.classifier_dropout = classifier_dropout
+        self.task_word_vocab_size = task_word_vocab_size
+        self.task_word_embedding_dim = task_word_embedding_dim
         self.initializer_range = initializer_range
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
 

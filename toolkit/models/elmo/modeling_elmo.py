@@ -15,7 +15,10 @@ Features and where they come from:
   2017, "Efficient softmax approximation for GPUs") for large vocabularies. Loss = mean of forward and backward NLL.
 - Downstream use (Peters et al., 2018, Eq. 1): a learned scalar mix of all layers (softmax-normalised weights times
   gamma, optional layer norm); for classification followed by a BiLSTM with attention pooling (Yang et al., 2016,
-  "Hierarchical Attention Networks for Document Classification"). The biLM is frozen by default.
+  "Hierarchical Attention Networks for Document Classification"). The biLM is frozen by default. Optionally a
+  context-independent, trainable word embedding over the task's own vocabulary is concatenated with the ELMo vector
+  at the task BiLSTM's input, as Peters et al. (2018, section 3.3) concatenate it with GloVe vectors, so a frozen
+  biLM does not hide word identity from the classifier.
 
 There is no self-attention in this family, so there is no SDPA path; the attention pooling is a small additive
 attention written out in `ElmoAttentionPooling`.
@@ -394,6 +397,10 @@ class ElmoPreTrainedModel(PreTrainedModel):
         elif isinstance(module, ElmoScalarMix):
             nn.init.zeros_(module.scalar_parameters)
             nn.init.ones_(module.gamma)
+        elif isinstance(module, ElmoTaskWordEmbedder):
+            nn.init.normal_(module.weight, std=0.1)
+            if not getattr(module.weight, "_is_hf_initialized", False):
+                module.weight[0].zero_()  # padding
         elif isinstance(module, ElmoAttentionPooling):
             nn.init.xavier_uniform_(module.projection.weight)
             nn.init.zeros_(module.projection.bias)
@@ -761,9 +768,23 @@ class ElmoAttentionPooling(nn.Module):
         return torch.einsum("bt,btd->bd", weights, hidden), weights  # (B, D), (B, T)
 
 
+class ElmoTaskWordEmbedder(nn.Module):
+    """Context-independent word vectors over the task vocabulary (`task_word_ids`, 0 = padding); always trained.
+    The module owns its weight (no inner `nn.Embedding`) so that `_init_weights` initialises it when a biLM
+    checkpoint without a word channel is loaded."""
+
+    def __init__(self, config: ElmoConfig):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(config.task_word_vocab_size, config.task_word_embedding_dim))
+
+    def forward(self, task_word_ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(task_word_ids, self.weight, padding_idx=0)  # (B, T, E)
+
+
 class ElmoForSequenceClassification(ElmoPreTrainedModel):
-    """ELMo features (scalar mix of all biLM layers) -> BiLSTM -> attention pooling -> linear classifier.
-    The biLM is frozen when `config.freeze_bilm` (default) and then always runs in eval mode without gradients."""
+    """ELMo features (scalar mix of all biLM layers) [; task word embedding] -> BiLSTM -> attention pooling ->
+    linear classifier. The biLM is frozen when `config.freeze_bilm` (default) and then always runs in eval mode
+    without gradients; the word channel (`config.task_word_vocab_size > 0`) is trained in either case."""
 
     def __init__(self, config: ElmoConfig):
         super().__init__(config)
@@ -771,7 +792,9 @@ class ElmoForSequenceClassification(ElmoPreTrainedModel):
         self.elmo = ElmoModel(config)
         self.scalar_mix = ElmoScalarMix(config.num_layers + 1, config.scalar_mix_layer_norm)
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.task_encoder = nn.LSTM(config.hidden_size, config.task_hidden_size, batch_first=True, bidirectional=True)
+        self.task_words = ElmoTaskWordEmbedder(config) if config.task_word_vocab_size else None
+        input_size = config.hidden_size + (config.task_word_embedding_dim if self.task_words is not None else 0)
+        self.task_encoder = nn.LSTM(input_size, config.task_hidden_size, batch_first=True, bidirectional=True)
         self.pooler = ElmoAttentionPooling(2 * config.task_hidden_size, config.task_attention_dim)
         self.classifier = nn.Linear(2 * config.task_hidden_size, config.num_labels)
         self.post_init()
@@ -794,14 +817,25 @@ class ElmoForSequenceClassification(ElmoPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         char_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        task_word_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
+        """`task_word_ids` (B, T): the tokens' ids in the task vocabulary, needed when the model has a word channel
+        (its tokenizer returns them)."""
         return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_bilm):
             elmo_out = self.elmo(input_ids=input_ids, char_ids=char_ids, attention_mask=attention_mask)
-        mixed = self.dropout(self.scalar_mix(elmo_out.stacked_hidden_states, attention_mask))  # (B, T, 2P)
+        mixed = self.scalar_mix(elmo_out.stacked_hidden_states, attention_mask)  # (B, T, 2P)
+        if self.task_words is not None:
+            if task_word_ids is None:
+                raise ValueError(
+                    "This classifier concatenates task word embeddings with ELMo: pass `task_word_ids` (its tokenizer "
+                    "returns them)."
+                )
+            mixed = torch.cat([mixed, self.task_words(task_word_ids).to(mixed.dtype)], dim=-1)  # (B, T, 2P + E)
+        mixed = self.dropout(mixed)
 
         if attention_mask is not None:
             lengths = attention_mask.long().sum(-1).cpu().clamp(min=1)
@@ -843,6 +877,7 @@ __all__ = [
     "ElmoForLanguageModeling",
     "ElmoForSequenceClassification",
     "ElmoScalarMix",
+    "ElmoTaskWordEmbedder",
     "ElmoModelOutput",
     "ElmoLanguageModelingOutput",
 ]

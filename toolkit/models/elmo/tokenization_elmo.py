@@ -5,6 +5,9 @@
   `<unk>`, `<s>`, `</s>`), used by the softmax and by the word-embedding input. Texts are wrapped in `<s> ... </s>`.
 - `char_ids` (B, T, max_characters_per_token): UTF-8 bytes of the *original* word (also for `<unk>` words) between
   begin/end-of-word markers, as in bilm-tf (`UnicodeCharsVocabulary`), ids shifted by one so 0 pads whole tokens.
+- `task_word_ids` (only after `set_task_words`): ids of the lower-cased words in a task vocabulary built from a
+  task's training texts, for the classifier's context-independent word channel (Peters et al., 2018, section 3.3).
+  The list of words is saved in `tokenizer_config.json` (`task_words`) and comes back with `from_pretrained`.
 
 Only `tokenizers` and `transformers` are imported so this file ships with checkpoints (`trust_remote_code=True`).
 """
@@ -24,6 +27,7 @@ BEGIN_OF_SENTENCE_CHAR = 258
 END_OF_SENTENCE_CHAR = 259
 PADDING_CHAR = 260
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>"]
+TASK_INPUT_NAME = "task_word_ids"
 
 
 def word_to_char_ids(word: str, max_characters_per_token: int = 50) -> list[int]:
@@ -79,6 +83,7 @@ class ElmoTokenizerFast(PreTrainedTokenizerFast):
         pad_token="<pad>",
         bos_token="<s>",
         eos_token="</s>",
+        task_words=None,
         **kwargs,
     ):
         if tokenizer_object is None and (tokenizer_file is None or not os.path.isfile(tokenizer_file)):
@@ -97,6 +102,7 @@ class ElmoTokenizerFast(PreTrainedTokenizerFast):
             eos_token=eos_token,
             **kwargs,
         )
+        self.set_task_words(task_words)
         m = max_characters_per_token
         self._special_char_ids = {
             self.bos_token_id: _marker_char_ids(BEGIN_OF_SENTENCE_CHAR, m),
@@ -129,6 +135,41 @@ class ElmoTokenizerFast(PreTrainedTokenizerFast):
         backend.train_from_iterator(texts, trainer=trainer)
         _set_post_processor(backend)
         return cls(tokenizer_object=backend, max_characters_per_token=max_characters_per_token, **kwargs)
+
+    def set_task_words(self, words: list[str] | None) -> None:
+        """Use `words` (ids 0-3 are `<pad> <unk> <s> </s>`) as the task vocabulary, or none (`None`)."""
+        self.task_words = list(words) if words else None
+        self._task_word_index = {w: i for i, w in enumerate(self.task_words or [])}
+        self.init_kwargs["task_words"] = self.task_words  # saved in tokenizer_config.json
+        names = [n for n in type(self).model_input_names if n != TASK_INPUT_NAME]
+        self.model_input_names = names + ([TASK_INPUT_NAME] if self.task_words else [])
+
+    def build_task_words(self, texts: Iterable[str], vocab_size: int = 20000, min_frequency: int = 1) -> list[str]:
+        """The task vocabulary of `texts`: special tokens, then the lower-cased words seen at least `min_frequency`
+        times, most frequent first (ties alphabetical), `vocab_size` entries at most. Set it with `set_task_words`."""
+        counts: dict[str, int] = {}
+        for text in texts:
+            for word in self.split_words(text or ""):
+                word = word.lower()
+                counts[word] = counts.get(word, 0) + 1
+        ranked = sorted((w for w, c in counts.items() if c >= min_frequency), key=lambda w: (-counts[w], w))
+        return SPECIAL_TOKENS + ranked[: max(0, vocab_size - len(SPECIAL_TOKENS))]
+
+    def _task_word_ids_of_encoding(self, encoding, source) -> list[int]:
+        """Task-vocabulary id of every position of one `tokenizers.Encoding` (see `_char_ids_of_encoding`)."""
+        index, specials = self._task_word_index, {self.bos_token_id: 2, self.eos_token_id: 3, self.pad_token_id: 0}
+        result = []
+        for position, token_id in enumerate(encoding.ids):
+            sequence = encoding.sequence_ids[position]
+            if sequence is None or encoding.special_tokens_mask[position]:
+                result.append(specials.get(token_id, 1))
+                continue
+            text = source[sequence] if isinstance(source, tuple) else source
+            start, end = encoding.offsets[position]
+            if not isinstance(text, str):
+                text = text[encoding.word_ids[position]]
+            result.append(index.get(text[start:end].lower(), 1))
+        return result
 
     # ---------------------------------------------------------------------------------------------------------------
     # characters
@@ -180,13 +221,22 @@ class ElmoTokenizerFast(PreTrainedTokenizerFast):
         char_ids = [
             self._char_ids_of_encoding(encoding, sources[sample_of[i]]) for i, encoding in enumerate(encoded.encodings)
         ]
+        task_ids = None
+        if self.task_words:
+            task_ids = [
+                self._task_word_ids_of_encoding(encoding, sources[sample_of[i]])
+                for i, encoding in enumerate(encoded.encodings)
+            ]
         if not batched and "overflow_to_sample_mapping" not in encoded:
             if return_tensors is None:
                 char_ids = char_ids[0]
+                task_ids = task_ids[0] if task_ids is not None else None
             else:  # tensors of one example keep a batch dimension, as in the parent class
                 for key in list(encoded.keys()):
                     encoded[key] = [encoded[key]]
         encoded["char_ids"] = char_ids
+        if task_ids is not None:
+            encoded[TASK_INPUT_NAME] = task_ids
         encoded.convert_to_tensors(tensor_type=return_tensors)
         return encoded
 
@@ -214,6 +264,11 @@ class ElmoTokenizerFast(PreTrainedTokenizerFast):
             padding = [[0] * self.max_characters_per_token for _ in range(difference)]
             side = padding_side if padding_side is not None else self.padding_side
             encoded_inputs["char_ids"] = char_ids + padding if side == "right" else padding + char_ids
+        if TASK_INPUT_NAME in encoded_inputs and difference > 0:
+            task_ids = list(encoded_inputs[TASK_INPUT_NAME])
+            side = padding_side if padding_side is not None else self.padding_side
+            padding = [0] * difference
+            encoded_inputs[TASK_INPUT_NAME] = task_ids + padding if side == "right" else padding + task_ids
         return encoded_inputs
 
 
