@@ -277,13 +277,20 @@ def push_folder(output_dir: str, hub_model_id: str, private: bool = False, token
     if not os.path.isfile(os.path.join(output_dir, "README.md")):
         raise UserError(f"{output_dir} has no model card (README.md); rerun the recipe's final save first")
     api = HfApi(token=token)
-    repo = api.create_repo(hub_model_id, private=private, exist_ok=True)
-    api.upload_folder(
-        repo_id=repo.repo_id,
-        folder_path=output_dir,
-        ignore_patterns=UPLOAD_IGNORE,
-        commit_message="Upload with toolkit",
-    )
+    try:
+        repo = api.create_repo(hub_model_id, private=private, exist_ok=True)
+        api.upload_folder(
+            repo_id=repo.repo_id,
+            folder_path=output_dir,
+            ignore_patterns=UPLOAD_IGNORE,
+            commit_message="Upload with toolkit",
+        )
+    except Exception as err:  # no network, offline mode, no token, no permission: one line, not a traceback
+        reason = (str(err).strip().splitlines() or [""])[0][:200]
+        raise UserError(
+            f"could not push {output_dir} to the Hub as {hub_model_id} ({type(err).__name__}: {reason}); the run "
+            f"is saved locally: retry with `toolkit push {output_dir} --hub_model_id {hub_model_id}`"
+        ) from None
     return repo.repo_id
 
 
