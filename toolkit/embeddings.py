@@ -10,10 +10,10 @@ or one layer; an ELMo classifier fine-tuned with the toolkit has learned `s` and
 
     from toolkit.embeddings import ElmoEmbedder
     embedder = ElmoEmbedder.from_pretrained("outputs/elmo-quickstart")
-    sentence = embedder(["The bank of the river .", "The bank raised rates ."])[0]
+    sentence = embedder(["He sat on the bank of the river .", "She paid money into the bank ."])[0]
     sentence.words, sentence.layers.shape, sentence.mixed.shape   # [...], (L + 1, T, D), (T, D)
 
-    toolkit embed --model outputs/elmo-quickstart --text "The bank of the river ." [--layer mix|0|1|...] [--out v.json]
+    toolkit embed --model outputs/elmo-quickstart --text "He sat on the bank ." [--layer mix|0|1|...] [--out v.json]
 
 (`pipeline("feature-extraction")` returns only the top layer, with the sentence-boundary tokens.)
 """

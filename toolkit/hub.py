@@ -153,13 +153,14 @@ from transformers import AutoModel, AutoTokenizer
 
 tokenizer = AutoTokenizer.from_pretrained("{repo}", trust_remote_code=True)
 elmo = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()
-batch = tokenizer(["The bank of the river .", "The bank raised rates ."], return_tensors="pt", padding=True)
+batch = tokenizer(["He sat on the bank of the river .", "She paid money into the bank ."], return_tensors="pt",
+                  padding=True)
 out = elmo(**batch)
 layers = out.hidden_states  # the context-independent token layer, then each biLSTM layer: (batch, tokens, dim) each
 vectors = out.stacked_hidden_states.mean(1)  # the scalar mix with equal weights: context-dependent word vectors
 ```
 Positions 0 and -1 of every row are the sentence markers `<s>` / `</s>`.
-With the toolkit installed: `toolkit embed --model <folder> --text "The bank of the river ."`."""
+With the toolkit installed: `toolkit embed --model <folder> --text "He sat on the bank of the river ."`."""
     if architecture.endswith(("ForMaskedLM", "ForPreTraining")) or model_type == "toolkit_bert":
         return f"""```python
 from transformers import pipeline
