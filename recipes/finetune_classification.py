@@ -56,7 +56,7 @@ from toolkit.evaluation.evaluate_model import (  # noqa: E402
     predict_classification,
     write_classification_outputs,
 )
-from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # noqa: E402
+from toolkit.hub import CardInfo, hub_datasets, results_metrics, write_model_card  # noqa: E402
 from toolkit.training import (  # noqa: E402
     TrainingArguments,
     TrainState,
@@ -73,7 +73,8 @@ from toolkit.training import (  # noqa: E402
     training_batches,
 )
 from toolkit.training.backbone_defaults import CLASSIFICATION_DEFAULTS, apply_defaults, describe  # noqa: E402
-from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded, write_json  # noqa: E402
+from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded  # noqa: E402
+from toolkit.training.report import finish_run, run_header  # noqa: E402
 
 METRICS = ("accuracy", "macro_f1", "matthews_correlation")
 
@@ -424,6 +425,11 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
         return bool(args.early_stopping_patience) and stale >= args.early_stopping_patience
 
     # --- training loop ---
+    run_header(
+        accelerator, "finetune_classification", train_args, model=model, total_steps=total_steps,
+        num_epochs=num_epochs, data_sizes={n: len(items) for n, items in splits.items()}, labels=id2label,
+        start_step=state.global_step,
+    )  # fmt: skip
     model.train()
     stop = False
     for batch in training_batches(accelerator, train_loader, state, num_epochs):
@@ -481,15 +487,7 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
                 output_dir, name, texts, gold, out["predictions"].tolist(), out["probabilities"], id2label,
                 split_metrics if gold is not None else None,
             )  # fmt: skip
-        dataset_name = (
-            data_args.dataset_name or os.path.basename(os.path.dirname(data_args.train_file or "")) or "data"
-        )
-        card_metrics = [
-            CardMetric("text-classification", metric, results[f"{split}_{metric}"], dataset_name, split)
-            for split in ("validation", "test")
-            for metric in METRICS
-            if f"{split}_{metric}" in results
-        ]
+        card_metrics = results_metrics("text-classification", results, METRICS, data_args)
         backbone = "a BiLSTM-attention classifier trained from scratch" if kind == "scratch" else (
             f"`{args.model_name_or_path}` ({kind}) fine-tuned"
         )  # fmt: skip
@@ -498,7 +496,7 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
             CardInfo(
                 title=f"{os.path.basename(os.path.abspath(output_dir))}",
                 summary=f"Text classifier ({len(id2label)} labels: {', '.join(id2label.values())}): {backbone}.",
-                datasets=[dataset_name] if data_args.dataset_name else [],
+                datasets=hub_datasets(data_args),
                 tags=["text-classification", kind],
                 pipeline_tag="text-classification",
                 base_model=None if kind == "scratch" else args.model_name_or_path,
@@ -507,11 +505,7 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
             run_config=run_config,
             metrics=card_metrics,
         )
-        write_json(os.path.join(output_dir, "all_results.json"), results)
-        write_json(os.path.join(output_dir, "log_history.json"), state.log_history)
-        accelerator.print(json.dumps(results, indent=2))
-        if train_args.push_to_hub:
-            push_folder(output_dir, train_args.hub_model_id, train_args.hub_private)
+        finish_run(accelerator, train_args, results, state.log_history)
     accelerator.end_training()
     return results
 

@@ -60,7 +60,7 @@ from toolkit import config as toolkit_config  # noqa: E402
 from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets, train_bpe  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
 from toolkit.evaluation import summarization_scores, translation_scores  # noqa: E402
-from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # noqa: E402
+from toolkit.hub import CardInfo, hub_datasets, results_metrics, write_model_card  # noqa: E402
 from toolkit.training import (  # noqa: E402
     TrainingArguments,
     TrainState,
@@ -79,7 +79,8 @@ from toolkit.training import (  # noqa: E402
     training_batches,
 )
 from toolkit.training.backbone_defaults import SEQ2SEQ_DEFAULTS, apply_defaults, describe  # noqa: E402
-from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded, write_json  # noqa: E402
+from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded  # noqa: E402
+from toolkit.training.report import finish_run, run_header  # noqa: E402
 
 TASKS = ("translation", "summarization")
 
@@ -650,6 +651,12 @@ def main(
         return metrics
 
     # --- training loop ---
+    run_header(
+        accelerator, f"finetune_seq2seq ({task})", train_args, model=model, total_steps=total_steps,
+        num_epochs=num_epochs, data_sizes={s: len(encoded[s]) for s in encoded}, unit="pairs",
+        per_device_batch=f"{seq_args.max_tokens} tokens" if seq_args.max_tokens else None,
+        start_step=state.global_step,
+    )  # fmt: skip
     model.train()
     for batch in training_batches(accelerator, train_loader, state, num_epochs):
         batch.pop("index")
@@ -731,16 +738,8 @@ def main(
             with open(os.path.join(output_dir, f"{split}_predictions.jsonl"), "w", encoding="utf-8") as f:
                 for (source, reference), prediction in zip(pairs[split], texts):
                     f.write(json.dumps({"source": source, "prediction": prediction, "reference": reference}) + "\n")
-        dataset_name = (
-            data_args.dataset_name or os.path.basename(os.path.dirname(data_args.train_file or "")) or "data"
-        )
         metric_names = ("bleu", "chrf") if task == "translation" else ("rouge1", "rouge2", "rougeL", "rougeLsum")
-        card_metrics = [
-            CardMetric(task, name, results[f"{split}_{name}"], dataset_name, split)
-            for split in ("validation", "test")
-            for name in metric_names
-            if f"{split}_{name}" in results
-        ]
+        card_metrics = results_metrics(task, results, metric_names, data_args)
         what = (
             f"Transformer ({model_args.encoder_layers}+{model_args.decoder_layers} layers, d_model {unwrapped.config.d_model})"
             if model_args.model_type == "transformer"
@@ -754,9 +753,7 @@ def main(
             CardInfo(
                 title=os.path.basename(os.path.abspath(output_dir)),
                 summary=f"{task.capitalize()} model: {what}, trained with `recipes/finetune_seq2seq.py`.",
-                datasets=[data_args.dataset_name]
-                if data_args.dataset_name and data_args.dataset_name != "demo"
-                else [],
+                datasets=hub_datasets(data_args),
                 tags=[task, "seq2seq", model_args.model_type],
                 pipeline_tag="translation" if task == "translation" else "summarization",
                 language=languages,
@@ -765,10 +762,7 @@ def main(
             run_config=run_config,
             metrics=card_metrics,
         )
-        write_json(os.path.join(output_dir, "all_results.json"), results)
-        accelerator.print(json.dumps(results, indent=2))
-        if train_args.push_to_hub:
-            push_folder(output_dir, train_args.hub_model_id, train_args.hub_private)
+        finish_run(accelerator, train_args, results, state.log_history)
     accelerator.end_training()
     return results
 

@@ -20,7 +20,6 @@ accuracy and perplexity every `--eval_steps`, checkpoints and resumes exactly, a
 """
 
 import functools
-import json
 import math
 import os
 import sys
@@ -48,7 +47,7 @@ from toolkit.data import (  # noqa: E402
 )
 from toolkit.data.mlm import DataCollatorForMLM, build_sentence_pairs, pair_to_features  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
-from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # noqa: E402
+from toolkit.hub import CardInfo, CardMetric, data_label, hub_datasets, write_model_card  # noqa: E402
 from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForMaskedLM, ToolkitBertForPreTraining  # noqa: E402
 from toolkit.training import (  # noqa: E402
     ProgressLogger,
@@ -68,8 +67,8 @@ from toolkit.training import (  # noqa: E402
     time_budget_exceeded,
     total_training_steps,
     training_batches,
-    write_json,
 )
+from toolkit.training.report import finish_run, run_header  # noqa: E402
 
 TOKENIZER_DIR = "tokenizer"  # inside output_dir: the tokenizer of this run, reused on resume
 
@@ -364,6 +363,11 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
         accelerator.init_trackers("pretrain_bert", config=config.to_dict(model_args, mlm_args, data_args, args))
 
     # --- training loop ---
+    run_header(
+        accelerator, "pretrain_bert", args, model=model, total_steps=total_steps, num_epochs=num_epochs,
+        data_sizes={"train": len(train_set), "validation": len(eval_set)}, start_step=state.global_step,
+        unit=f"examples of <= {mlm_args.max_seq_length} tokens",
+    )  # fmt: skip
     progress = ProgressLogger(accelerator, total_steps, state, args.logging_steps)
     train_start = time.perf_counter()  # --max_time_minutes budgets the training loop (not data preparation)
     if state.global_step == 0 and args.eval_steps:
@@ -411,9 +415,10 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     run_config = config.to_dict(model_args, mlm_args, data_args, args)
     unwrapped = save_final_model(accelerator, model, tokenizer, args.output_dir, run_config, final_metrics)
     if accelerator.is_main_process:
-        write_json(os.path.join(args.output_dir, "log_history.json"), state.log_history)
-        data_name = data_args.dataset_name or data_args.train_file or "text"
-        eval_name = data_args.validation_file or data_name
+        data_name = data_label(data_args)
+        eval_name = (
+            os.path.basename(os.path.normpath(data_args.validation_file)) if data_args.validation_file else data_name
+        )
         write_model_card(
             args.output_dir,
             CardInfo(
@@ -423,27 +428,28 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
                     f"language modelling{' + ' + mlm_args.sentence_objective.upper() if with_pairs else ''} on "
                     f"`{data_name}` for {state.global_step} steps."
                 ),
-                datasets=[str(data_name)],
+                datasets=hub_datasets(data_args),
                 tags=["bert", "fill-mask", "masked-lm"],
                 pipeline_tag="fill-mask",
             ),
             config=unwrapped.config,
             run_config=run_config,
             metrics=[
-                CardMetric("fill-mask", "accuracy", eval_metrics["eval_accuracy"], str(eval_name), "validation"),
-                CardMetric("fill-mask", "perplexity", eval_metrics["eval_perplexity"], str(eval_name), "validation"),
+                CardMetric(
+                    "fill-mask", "accuracy", eval_metrics["eval_accuracy"], eval_name, num_samples=len(eval_set)
+                ),
+                CardMetric(
+                    "fill-mask", "perplexity", eval_metrics["eval_perplexity"], eval_name, num_samples=len(eval_set)
+                ),
             ],
         )
-        accelerator.print(json.dumps(final_metrics))
-        accelerator.print(f"model saved to {os.path.abspath(args.output_dir)}")
         sample_model = unwrapped
         if sharded_checkpoints(accelerator):  # FSDP / DeepSpeed: use the weights just saved, not the sharded model
             sample_model = load_saved_model(AutoModelForMaskedLM, args.output_dir).to(accelerator.device)
         sample = fill_mask(sample_model, tokenizer, mlm_args.fill_mask_text)
         if sample:
             accelerator.print(f"fill-mask: {mlm_args.fill_mask_text!r} -> {sample}")
-        if args.push_to_hub:
-            accelerator.print(f"pushed to {push_folder(args.output_dir, args.hub_model_id, args.hub_private)}")
+        finish_run(accelerator, args, final_metrics, state.log_history)
     accelerator.end_training()
     return final_metrics
 

@@ -23,7 +23,6 @@ forward, backward and mean perplexity and the OOV rate of the validation words. 
     accelerate launch recipes/pretrain_elmo.py --config recipes/configs/elmo/small.yaml --resume_from_checkpoint latest
 """
 
-import json
 import math
 import os
 import sys
@@ -41,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from toolkit import config  # noqa: E402
 from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
-from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # noqa: E402
+from toolkit.hub import CardInfo, CardMetric, data_label, hub_datasets, write_model_card  # noqa: E402
 from toolkit.models.elmo import (  # noqa: E402
     ElmoConfig,
     ElmoForLanguageModeling,
@@ -65,8 +64,8 @@ from toolkit.training import (  # noqa: E402
     time_budget_exceeded,
     total_training_steps,
     training_batches,
-    write_json,
 )
+from toolkit.training.report import finish_run, run_header  # noqa: E402
 
 TOKENIZER_DIR = "tokenizer"  # inside output_dir: the vocabulary of this run, reused on resume
 
@@ -443,6 +442,12 @@ def main(
         accelerator.init_trackers("pretrain_elmo", config=config.to_dict(model_args, elmo_args, data_args, args))
 
     # --- training loop ---
+    run_header(
+        accelerator, "pretrain_elmo", args, model=model, total_steps=total_steps, num_epochs=num_epochs,
+        data_sizes={"train": len(train_stream.types), "validation": len(eval_stream.types)}, unit="tokens",
+        per_device_batch=f"{args.per_device_train_batch_size} windows of {elmo_args.window_length} words",
+        start_step=state.global_step,
+    )  # fmt: skip
     progress = ProgressLogger(accelerator, total_steps, state, args.logging_steps)
     train_start = time.perf_counter()
     if state.global_step == 0 and args.eval_steps:
@@ -501,9 +506,10 @@ def main(
     run_config = config.to_dict(model_args, elmo_args, data_args, args)
     unwrapped = save_final_model(accelerator, model, tokenizer, args.output_dir, run_config, final_metrics)
     if accelerator.is_main_process:
-        write_json(os.path.join(args.output_dir, "log_history.json"), state.log_history)
-        data_name = data_args.dataset_name or data_args.train_file or "text"
-        eval_name = data_args.validation_file or data_name
+        data_name = data_label(data_args)
+        eval_name = (
+            os.path.basename(os.path.normpath(data_args.validation_file)) if data_args.validation_file else data_name
+        )
         write_model_card(
             args.output_dir,
             CardInfo(
@@ -514,7 +520,7 @@ def main(
                     "steps. Load the layer representations with `AutoModel.from_pretrained(..., "
                     "trust_remote_code=True)`; the tokenizer returns `input_ids` and `char_ids`."
                 ),
-                datasets=[str(data_name)],
+                datasets=hub_datasets(data_args),
                 tags=["elmo", "bilm", "language-modeling"],
                 pipeline_tag="feature-extraction",
             ),
@@ -525,24 +531,23 @@ def main(
                     "language-modeling",
                     "perplexity",
                     eval_metrics["eval_forward_perplexity"],
-                    str(eval_name),
+                    eval_name,
                     "validation",
                     metric_name="forward perplexity",
+                    num_samples=len(eval_stream.types),
                 ),
                 CardMetric(
                     "language-modeling",
                     "perplexity",
                     eval_metrics["eval_backward_perplexity"],
-                    str(eval_name),
+                    eval_name,
                     "validation",
                     metric_name="backward perplexity",
+                    num_samples=len(eval_stream.types),
                 ),
             ],
         )
-        accelerator.print(json.dumps(final_metrics))
-        accelerator.print(f"model saved to {os.path.abspath(args.output_dir)}")
-        if args.push_to_hub:
-            accelerator.print(f"pushed to {push_folder(args.output_dir, args.hub_model_id, args.hub_private)}")
+        finish_run(accelerator, args, final_metrics, state.log_history)
     accelerator.end_training()
     return final_metrics
 

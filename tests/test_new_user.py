@@ -307,3 +307,51 @@ def test_report_to_missing_tracker_stops_the_recipe_before_any_work(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: report_to 'tensorboard'")
     assert not out.exists()
+
+
+# --- CLI failures a user can cause are one line -----------------------------------------------------------------------
+
+
+def _tiny_bert_folder(path):
+    from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForMaskedLM
+
+    config = ToolkitBertConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    ToolkitBertForMaskedLM(config).save_pretrained(path)
+    (path / "README.md").write_text("---\nlibrary_name: transformers\n---\n# tiny\n")
+    return str(path)
+
+
+def _one_line_exit(capsys, argv) -> str:
+    from toolkit.cli import main
+
+    capsys.readouterr()  # drop what building the fixture printed
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_push_without_network_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    folder = _tiny_bert_folder(tmp_path / "run")
+    err = _one_line_exit(capsys, ["push", folder, "--hub_model_id", "someone/tiny"])
+    assert "could not push" in err and "someone/tiny" in err and "toolkit push" in err
+
+
+def test_push_of_an_unfinished_run_is_one_line(tmp_path, capsys):
+    err = _one_line_exit(capsys, ["push", str(tmp_path), "--hub_model_id", "someone/tiny"])
+    assert "no config.json" in err
+
+
+def test_visualize_attention_on_a_model_that_is_not_seq2seq_is_one_line(tmp_path, capsys):
+    folder = _tiny_bert_folder(tmp_path / "bert")
+    err = _one_line_exit(capsys, ["visualize-attention", "--model", folder, "--source", "a b", "--out", "x.png"])
+    assert "toolkit_bert" in err and "not an encoder-decoder" in err
+    err = _one_line_exit(capsys, ["visualize-attention", "--model", str(tmp_path / "nope"), "--source", "a b"])
+    assert "no config.json" in err

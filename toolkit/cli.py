@@ -1,5 +1,5 @@
 """`toolkit` command line: `toolkit push`, `toolkit convert-hf-bert`, `toolkit evaluate`, `toolkit visualize-attention`,
-`toolkit demo-data`. Each subcommand lives next to the code it runs, which registers it with `add_cli`."""
+`toolkit demo-data`, `toolkit embed`. Each subcommand lives next to the code it runs, which registers it with `add_cli`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ SUBCOMMAND_MODULES = (
     "toolkit.evaluation.evaluate_model",
     "toolkit.visualize",
     "toolkit.data.demo",
+    "toolkit.embeddings",
 )
 
 

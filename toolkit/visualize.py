@@ -49,14 +49,38 @@ def _display(token: str, byte_level: bool = False) -> str:
     return token.replace("Ġ", "▁").replace("Ċ", "\\n")
 
 
-def load_for_visualization(model_dir: str):
-    """(model, source_tokenizer, target_tokenizer) from a saved run folder; the model in eval mode."""
+def load_for_visualization(model_dir: str, trust_remote_code: bool = False):
+    """(model, source_tokenizer, target_tokenizer) from a saved run folder; the model in eval mode.
+
+    The toolkit's own classes are used unless `trust_remote_code=True` asks for the code saved in the folder. A
+    folder that is not an encoder-decoder is a `UserError` naming what it holds.
+    """
+    import json
+
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, trust_remote_code=True).eval()
-    target_tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    from toolkit.errors import UserError
+
+    config_file = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(config_file):
+        raise UserError(f"--model {model_dir} is not a saved model folder (no config.json)")
+    with open(config_file, encoding="utf-8") as f:
+        config = json.load(f)
+    if not config.get("is_encoder_decoder"):
+        kind = ", ".join(config.get("architectures") or []) or config.get("model_type", "unknown")
+        raise UserError(
+            f"--model {model_dir} holds a {config.get('model_type')} model ({kind}), not an encoder-decoder: "
+            "visualize-attention draws the cross-attention of a seq2seq model (toolkit_transformer, toolkit_rnn_seq2seq)"
+        )
+    if not trust_remote_code:
+        import toolkit  # noqa: F401  (registers the toolkit's model classes with the Auto classes)
+    kwargs = {"trust_remote_code": True} if trust_remote_code else {}
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, **kwargs).eval()
+    target_tokenizer = AutoTokenizer.from_pretrained(model_dir, **kwargs)
     source_dir = os.path.join(model_dir, "source_tokenizer")
-    source_tokenizer = AutoTokenizer.from_pretrained(source_dir) if os.path.isdir(source_dir) else target_tokenizer
+    source_tokenizer = (
+        AutoTokenizer.from_pretrained(source_dir, **kwargs) if os.path.isdir(source_dir) else target_tokenizer
+    )
     return model, source_tokenizer, target_tokenizer
 
 
@@ -87,7 +111,9 @@ def cross_attention_matrix(
     labels = torch.tensor([tokens], device=device)
     outputs = model(**encoded, labels=labels, output_attentions=True, use_cache=False)
     if not outputs.cross_attentions:
-        raise ValueError(f"{type(model).__name__} returned no cross_attentions")
+        from toolkit.errors import UserError
+
+        raise UserError(f"{type(model).__name__} returned no cross_attentions: there is no alignment to draw")
     weights = outputs.cross_attentions[layer][0]  # (H, T, S)
     if head is None:
         weights = weights.mean(0)
@@ -133,18 +159,17 @@ def visualize_attention(
     out: str = "map.png",
     layer: int = -1,
     head: int | None = None,
+    trust_remote_code: bool = False,
 ) -> str:
     """Draw the cross-attention of the model saved in `model_dir` for one sentence pair; returns the image path."""
-    from transformers import AutoConfig
-
-    if getattr(AutoConfig.from_pretrained(model_dir, trust_remote_code=True), "attention_type", None) == "none":
+    model, source_tokenizer, target_tokenizer = load_for_visualization(model_dir, trust_remote_code)
+    if getattr(model.config, "attention_type", None) == "none":
         from toolkit.errors import UserError
 
         raise UserError(
             f"{model_dir} has no attention to draw: it was trained with attention_type 'none' (the decoder sees "
             "only the final encoder state); train with dot, bilinear or additive attention for alignment maps"
         )
-    model, source_tokenizer, target_tokenizer = load_for_visualization(model_dir)
     weights, source_tokens, target_tokens = cross_attention_matrix(
         model, source_tokenizer, target_tokenizer, source, target, layer=layer, head=head
     )
@@ -165,6 +190,13 @@ def add_cli(subparsers) -> None:
     parser.add_argument("--out", default="map.png", help="Image file to write.")
     parser.add_argument("--layer", type=int, default=-1, help="Decoder layer (Transformer; default: last).")
     parser.add_argument("--head", type=int, default=None, help="Attention head (default: mean over heads).")
+    parser.add_argument(
+        "--trust_remote_code", action="store_true", help="Run the model code saved in the folder (not the toolkit's)."
+    )
     parser.set_defaults(
-        func=lambda a: print(visualize_attention(a.model, a.source, a.target, a.out, layer=a.layer, head=a.head))
+        func=lambda a: print(
+            visualize_attention(
+                a.model, a.source, a.target, a.out, layer=a.layer, head=a.head, trust_remote_code=a.trust_remote_code
+            )
+        )
     )

@@ -96,7 +96,8 @@ def train_bpe(texts: Iterable, vocab_size: int = 16000, min_frequency: int = 2):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    tok.decoder = decoders.ByteLevel()
+    # decoding drops the space the pre-tokenizer put before the first word: "A dog", not " A dog"
+    tok.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Strip(content=" ", left=1, right=0)])
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
