@@ -154,6 +154,8 @@ class Seq2SeqDataArguments:
     )
 
     def __post_init__(self):
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1 (or unset: batch by sentences), got {self.max_tokens}")
         if self.task is not None and self.task not in TASKS:
             raise ValueError(f"task '{self.task}' is not one of {', '.join(TASKS)}")
         unknown = set(self.final_eval_splits.split(",")) - {"", "validation", "test"}
@@ -561,9 +563,8 @@ def main(
             f"{accelerator.distributed_type.value} the checkpoints hold sharded weights; the final weights are used"
         )
         seq_args.average_last_checkpoints = 1
-    resume = prepare_run(
-        accelerator, train_args, model_args, seq_args, data_args, train_args
-    )  # output_dir and changed-option checks
+    # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
+    resume = prepare_run(accelerator, train_args, model_args, seq_args, data_args, train_args)
     output_dir = train_args.output_dir
     os.makedirs(output_dir, exist_ok=True)
     run_config = toolkit_config.to_dict(model_args, seq_args, data_args, train_args)

@@ -19,6 +19,7 @@ import pickle
 import re
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -190,7 +191,9 @@ def _load_objects(accelerator, folder: str) -> None:
 def safe_torch_load(path: str):
     """`torch.load` with the restricted unpickler: plain values and tensors only, never code."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise UserError(
             f"checkpoint file {path} holds pickled objects other than tensors and plain values; it is not loaded, "
@@ -247,15 +250,23 @@ def load_checkpoint(accelerator, path: str) -> TrainState:
     scheduler = objects.get("scheduler")
     fresh = snapshot_optimizer_options(scheduler)
     try:
-        accelerator.load_state(path)
+        with warnings.catch_warnings():  # torch's note on a foreign pickle protocol: the error below says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            accelerator.load_state(path)
     except pickle.UnpicklingError as err:
         raise UserError(
             f"checkpoint {path} holds a file with pickled objects other than tensors and plain values; it is not "
             f"loaded, since unpickling it could run code ({str(err).splitlines()[0][:120]})"
         ) from None
     except (RuntimeError, KeyError, ValueError) as err:
-        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
-        raise UserError(f"checkpoint {path} does not fit the model and optimizer of this run: {first[:200]}") from None
+        # "Number of custom checkpoints" comes after model, optimizer and RNG states are loaded, when the folder holds
+        # accelerate custom-state pickles (older checkpoints, or planted ones): accelerate loads none of them here,
+        # and `_load_objects` reads older ones with the restricted unpickler
+        if "Number of custom checkpoints" not in str(err):
+            first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise UserError(
+                f"checkpoint {path} does not fit the model and optimizer of this run: {first[:200]}"
+            ) from None
     _load_objects(accelerator, path)
     if getattr(accelerator, "toolkit_changed_options", None):
         reapply_optimizer_options(scheduler, fresh)
