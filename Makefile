@@ -22,7 +22,7 @@ venv install: $(VENV)/.installed
 
 quickstart: install
 	$(ACCELERATE) launch --config_file accelerate_configs/cpu.yaml recipes/pretrain_bert.py \
-		--config recipes/configs/bert/quickstart.yaml
+		--config recipes/configs/bert/quickstart.yaml --overwrite_output_dir
 
 test: install
 	$(PY) -m pytest -m "not slow and not gpu" -q $(PYTEST_ARGS)
