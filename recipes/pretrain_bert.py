@@ -70,7 +70,7 @@ from toolkit.training import (  # noqa: E402
     training_batches,
     write_json,
 )
-from toolkit.training.preflight import check_positions, model_config_dict  # noqa: E402
+from toolkit.training.preflight import check_positions, field_default, model_config_dict  # noqa: E402
 
 TOKENIZER_DIR = "tokenizer"  # inside output_dir: the tokenizer of this run, reused on resume
 
@@ -266,7 +266,12 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     resume = prepare_run(accelerator, args, model_args, mlm_args, data_args, args)
     if model_args.model_name_or_path:  # before the tokenizer is trained: a bad model or length fails at once
         positions = model_config_dict(model_args.model_name_or_path).get("max_position_embeddings")
-        check_positions(mlm_args.max_seq_length, positions, model_args.model_name_or_path)
+        mlm_args.max_seq_length = check_positions(
+            mlm_args.max_seq_length,
+            positions,
+            model_args.model_name_or_path,
+            default=field_default(mlm_args, "max_seq_length"),
+        )
     else:
         check_positions(mlm_args.max_seq_length, model_args.max_position_embeddings, "the model")
     start_time = time.perf_counter()

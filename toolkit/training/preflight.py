@@ -3,6 +3,7 @@ costs one line and exit 2 at once, not a traceback minutes later."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -43,12 +44,27 @@ def model_config_dict(name_or_path: str, key: str = "model_name_or_path") -> dic
         ) from None
 
 
-def check_positions(max_seq_length: int, max_positions: int | None, what: str, key: str = "max_seq_length") -> None:
-    """A sequence length the model's learned positions cannot cover is an error (not silent widening)."""
+def field_default(instance, name: str):
+    """The dataclass default of `instance.name` (to tell a value the user chose from one nobody chose)."""
+    return next(f.default for f in dataclasses.fields(instance) if f.name == name)
+
+
+def check_positions(
+    max_seq_length: int, max_positions: int | None, what: str, key: str = "max_seq_length", default=None
+) -> int:
+    """The sequence length to use. One the model's learned positions cannot cover is an error (not silent widening
+    or an index error mid-run), unless it is the option's untouched `default`: then it is lowered to the positions,
+    with one printed line."""
     if max_seq_length < 1:
         raise UserError(f"{key} must be >= 1, got {max_seq_length}")
     if max_positions and max_seq_length > max_positions:
+        if default is not None and max_seq_length == default:
+            print(
+                f"{key}: the default {default} exceeds the {max_positions} positions of {what}; using {max_positions}"
+            )
+            return max_positions
         raise UserError(
             f"{key} {max_seq_length} exceeds the {max_positions} positions of {what} (max_position_embeddings): "
             f"pass --{key} {max_positions} or less"
         )
+    return max_seq_length
