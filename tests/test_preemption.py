@@ -22,12 +22,12 @@ ARGS += ["--save_steps", "0"]  # no periodic checkpoint: whatever resumes comes 
 
 
 def _env(delay="0.15"):
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TOOLKIT_TEST_STEP_DELAY": delay}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TOOLKIT_TEST_STEP_DELAY": delay, "PYTHONUNBUFFERED": "1"}
 
 
-def _start(cmd, **kwargs):
+def _start(cmd, env=None, **kwargs):
     return subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=_env(), **kwargs
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env or _env(), **kwargs
     )
 
 
@@ -145,3 +145,43 @@ def test_two_processes_agree_on_the_step_when_only_one_is_signalled(tmp_path):
     assert min(resumed) == stopped + 1 and max(resumed) == max(full)
     assert {s: resumed[s] for s in resumed} == {s: full[s] for s in resumed}
     assert resumed_final == full_final
+
+
+def test_recipe_stopped_between_logging_steps_logs_what_the_uninterrupted_run_logs(tmp_path):
+    """pretrain_bert, logging every 4 steps, stopped mid-window: the checkpoint carries the partial window, so the
+    resumed run's logged losses (means over 4 steps) and final weights equal the uninterrupted run's."""
+    from safetensors.torch import load_file
+
+    from tests.recipes.test_pretrain_bert import TINY
+
+    recipe = os.path.join("recipes", "pretrain_bert.py")
+    args = [*TINY, "--logging_steps", "4", "--save_steps", "0", "--eval_steps", "0"]
+
+    def history(out):
+        with open(os.path.join(out, "log_history.json")) as f:
+            return {h["step"]: h["loss"] for h in json.load(f) if "loss" in h}
+
+    full = str(tmp_path / "full")
+    done = subprocess.run(
+        [sys.executable, recipe, *args, "--output_dir", full], capture_output=True, text=True, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    cut = str(tmp_path / "cut")
+    proc = _start([sys.executable, recipe, *args, "--output_dir", cut], env=_env("0.3"))
+
+    def later():
+        time.sleep(0.45)  # into step 5: between logging steps
+        proc.send_signal(signal.SIGTERM)
+
+    _, stderr = _signal_at_step(proc, 4, later)
+    assert proc.returncode == EXIT_PREEMPTED, stderr[-3000:]
+    stopped = _stopped_step(stderr)
+    resumed = subprocess.run(
+        [sys.executable, recipe, *args, "--output_dir", cut, "--resume_from_checkpoint", "latest"],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = {s: v for s, v in history(full).items() if s > stopped}
+    assert {s: v for s, v in history(cut).items() if s > stopped} == expected, f"stopped at {stopped}"
+    a, b = load_file(os.path.join(full, "model.safetensors")), load_file(os.path.join(cut, "model.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)

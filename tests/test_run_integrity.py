@@ -169,3 +169,26 @@ def test_crafted_pickle_in_a_checkpoint_is_not_executed(cut_run, tmp_path, name)
     assert "Traceback" not in proc.stderr
     if proc.returncode:  # refused: one line naming the checkpoint
         assert "not loaded, since unpickling it could run code" in one_error_line(proc)
+
+
+def test_deepspeed_files_are_checked_with_the_restricted_unpickler(tmp_path):
+    """DeepSpeed's own loader unpickles without restriction: its files are verified first (DeepSpeed classes,
+    tensors and plain values pass; anything else is refused before DeepSpeed sees it)."""
+    import collections
+
+    import torch
+
+    pytest.importorskip("deepspeed")
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+
+    from toolkit.errors import UserError
+    from toolkit.training.checkpoint import verify_deepspeed_files
+
+    state = {"module": collections.OrderedDict(w=torch.ones(2)), "shape": torch.Size([2]), "stage": ZeroStageEnum(2)}
+    torch.save(state, tmp_path / "mp_rank_00_model_states.pt")
+    verify_deepspeed_files(str(tmp_path))
+    marker = tmp_path / "pwned"
+    torch.save({"x": _Payload(str(marker))}, tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt")
+    with pytest.raises(UserError, match="open, which is not a tensor"):
+        verify_deepspeed_files(str(tmp_path))
+    assert not marker.exists()

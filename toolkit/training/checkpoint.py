@@ -188,12 +188,45 @@ def _load_objects(accelerator, folder: str) -> None:
         obj.load_state_dict(values)
 
 
-def safe_torch_load(path: str):
+def verify_deepspeed_files(path: str) -> None:
+    """DeepSpeed's loader unpickles its checkpoint files without restriction (`weights_only=False`). Before it runs,
+    load every `.pt` file with the restricted unpickler, allowing besides tensors and plain values only classes
+    defined by DeepSpeed itself (its loss scaler, ZeRO stage enum, fragment addresses): a file that passes holds no
+    code to run, and the same bytes are then handed to DeepSpeed."""
+    import importlib
+
+    for folder, _, names in os.walk(path):
+        for name in sorted(n for n in names if n.endswith(".pt")):
+            file = os.path.join(folder, name)
+            allowed = []
+            try:
+                needed = torch.serialization.get_unsafe_globals_in_checkpoint(file)
+            except (ValueError, RuntimeError, OSError) as err:
+                raise UserError(f"checkpoint file {file} is not a torch.save file ({err}); it is not loaded") from None
+            for qualified in needed:
+                module, _, attr = qualified.rpartition(".")
+                obj = None
+                if module.split(".")[0] == "deepspeed":
+                    try:
+                        obj = getattr(importlib.import_module(module), attr, None)
+                    except ImportError:
+                        obj = None
+                if not isinstance(obj, type):
+                    raise UserError(
+                        f"checkpoint file {file} refers to {qualified}, which is not a tensor, a plain value or a "
+                        "DeepSpeed class; it is not loaded, since unpickling it could run code"
+                    )
+                allowed.append(obj)
+            with torch.serialization.safe_globals(allowed):
+                safe_torch_load(file, mmap=True)
+
+
+def safe_torch_load(path: str, mmap: bool = False):
     """`torch.load` with the restricted unpickler: plain values and tensors only, never code."""
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap or None)
     except pickle.UnpicklingError as err:
         raise UserError(
             f"checkpoint file {path} holds pickled objects other than tensors and plain values; it is not loaded, "
@@ -249,6 +282,8 @@ def load_checkpoint(accelerator, path: str) -> TrainState:
     objects = getattr(accelerator, "toolkit_checkpoint_objects", {})
     scheduler = objects.get("scheduler")
     fresh = snapshot_optimizer_options(scheduler)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        verify_deepspeed_files(path)
     try:
         with warnings.catch_warnings():  # torch's note on a foreign pickle protocol: the error below says it all
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
