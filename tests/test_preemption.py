@@ -185,3 +185,19 @@ def test_recipe_stopped_between_logging_steps_logs_what_the_uninterrupted_run_lo
     assert {s: v for s, v in history(cut).items() if s > stopped} == expected, f"stopped at {stopped}"
     a, b = load_file(os.path.join(full, "model.safetensors")), load_file(os.path.join(cut, "model.safetensors"))
     assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_ctrl_c_to_a_single_process_launch_still_checkpoints(tmp_path):
+    """Ctrl-C in a terminal reaches the launcher and the trainer (one process group): the launcher exits, and its
+    death is not taken for a second Ctrl-C, so the trainer still finishes its step and checkpoints."""
+    proc = _start([*_launch_cmd(1), SCRIPT, "--output_dir", str(tmp_path), *ARGS], start_new_session=True)
+    try:
+        _signal_at_step(proc, 3, lambda: os.killpg(proc.pid, signal.SIGINT))
+        deadline = time.time() + 60
+        while _session_processes(proc.pid) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not _session_processes(proc.pid)
+        assert len(list_checkpoints(str(tmp_path))) == 1
+    finally:
+        for pid in _session_processes(proc.pid):
+            os.kill(pid, signal.SIGKILL)
