@@ -134,7 +134,8 @@ def remove_interrupted_saves(output_dir: str) -> list[str]:
 
 def register_checkpoint_state(accelerator, **objects) -> None:
     """Save and restore `objects` (anything with `state_dict`/`load_state_dict`: the scheduler, carried LSTM states)
-    with every checkpoint, per process, as JSON plus safetensors. Use it instead of
+    with every checkpoint as JSON plus safetensors (per process when training is sharded; replicated DDP: rank 0's, as
+    only rank 0 writes). Use it instead of
     `accelerator.register_for_checkpointing`, whose pickled files accelerate loads with `weights_only=False`."""
     registry = getattr(accelerator, "toolkit_checkpoint_objects", {})
     registry.update(objects)
@@ -253,8 +254,9 @@ def save_checkpoint(accelerator, output_dir: str, state: TrainState, save_total_
     if sharded or accelerator.is_main_process:
         accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
-    os.makedirs(tmp, exist_ok=True)
-    _save_objects(accelerator, tmp)  # every process: the scheduler, carried states (no pickle)
+    if sharded or accelerator.is_main_process:  # the scheduler, carried states (no pickle); DDP: rank 0's
+        os.makedirs(tmp, exist_ok=True)
+        _save_objects(accelerator, tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         run = getattr(accelerator, "toolkit_run_options", None)
