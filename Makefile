@@ -25,7 +25,7 @@ venv install: $(VENV)/.installed
 
 quickstart: install
 	$(ACCELERATE) launch --config_file accelerate_configs/cpu.yaml recipes/pretrain_bert.py \
-		--config recipes/configs/bert/quickstart.yaml
+		--config recipes/configs/bert/quickstart.yaml --overwrite_output_dir
 
 report: install
 	$(PY) recipes/lecture_report.py --config recipes/configs/report/cpu.yaml $(REPORT_ARGS)

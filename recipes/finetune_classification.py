@@ -75,6 +75,7 @@ from toolkit.training import (  # noqa: E402
 from toolkit.training.backbone_defaults import CLASSIFICATION_DEFAULTS, apply_defaults, describe  # noqa: E402
 from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded  # noqa: E402
 from toolkit.training.report import finish_run, run_header  # noqa: E402
+from toolkit.training.preflight import check_positions, field_default, model_config_dict  # noqa: E402
 
 METRICS = ("accuracy", "macro_f1", "matthews_correlation")
 
@@ -336,6 +337,11 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
     start = time.perf_counter()
     accelerator = make_accelerator(train_args)
     resume = prepare_run(accelerator, train_args, args, data_args, train_args)  # output_dir and changed-option checks
+    if args.model_name_or_path != "scratch":  # before the data is read: a bad model or length fails at once
+        positions = model_config_dict(args.model_name_or_path).get("max_position_embeddings")
+        args.max_seq_length = check_positions(
+            args.max_seq_length, positions, args.model_name_or_path, default=field_default(args, "max_seq_length")
+        )
     output_dir = train_args.output_dir
     os.makedirs(output_dir, exist_ok=True)
 

@@ -159,6 +159,8 @@ class Seq2SeqDataArguments:
     )
 
     def __post_init__(self):
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1 (or unset: batch by sentences), got {self.max_tokens}")
         if self.task is not None and self.task not in TASKS:
             raise ValueError(f"task '{self.task}' is not one of {', '.join(TASKS)}")
         unknown = set(self.final_eval_splits.split(",")) - {"", "validation", "test"}
@@ -198,6 +200,9 @@ def read_parallel(prefix: str, source_lang: str, target_lang: str, option: str) 
         if path is None:
             raise UserError(f"{option} {prefix}: parallel file {prefix}.{lang} does not exist")
     sources, targets = _read_lines(files[0]), _read_lines(files[1])
+    for path, lines in zip(files, (sources, targets)):
+        if not any(line.strip() for line in lines):
+            raise UserError(f"{option} {prefix}: parallel file {path} is empty")
     if len(sources) != len(targets):
         raise UserError(
             f"{option} {prefix}: {files[0]} has {len(sources)} lines but {files[1]} has {len(targets)} lines; "
@@ -246,6 +251,12 @@ def load_pairs(seq_args: Seq2SeqDataArguments, data_args: DataArguments, seed: i
     given = {split: path for split, path in options.items() if path}
     parallel = {s: p for s, p in given.items() if is_parallel_prefix(p, seq_args.source_lang, seq_args.target_lang)}
     if parallel:
+        for split, path in given.items():
+            if split not in parallel and not os.path.exists(path):
+                raise UserError(
+                    f"--{split}_file {path}: no such file or folder, and no parallel files {path}.{seq_args.source_lang}"
+                    f" / {path}.{seq_args.target_lang} either"
+                )
         if len(parallel) != len(given):
             raise UserError("mix of parallel-text prefixes and other files: give every split in the same format")
         pairs = {
@@ -566,15 +577,14 @@ def main(
             f"{accelerator.distributed_type.value} the checkpoints hold sharded weights; the final weights are used"
         )
         seq_args.average_last_checkpoints = 1
-    resume = prepare_run(
-        accelerator, train_args, model_args, seq_args, data_args, train_args
-    )  # output_dir and changed-option checks
+    # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
+    resume = prepare_run(accelerator, train_args, model_args, seq_args, data_args, train_args)
     output_dir = train_args.output_dir
-    os.makedirs(output_dir, exist_ok=True)
 
     # --- data ---
     task = infer_task(seq_args, data_args)
     pairs = load_pairs(seq_args, data_args, seed=train_args.seed)
+    os.makedirs(output_dir, exist_ok=True)  # after the inputs are checked: a bad one leaves nothing behind
     source_tokenizer, target_tokenizer = build_tokenizers(model_args, pairs["train"], output_dir, accelerator)
     encoded = {
         split: encode_pairs(p, source_tokenizer, target_tokenizer, seq_args, drop_long=seq_args.drop_long_pairs and split == "train")

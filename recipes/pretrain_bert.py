@@ -68,6 +68,7 @@ from toolkit.training import (  # noqa: E402
     total_training_steps,
     training_batches,
 )
+from toolkit.training.preflight import check_positions, field_default, model_config_dict  # noqa: E402
 from toolkit.training.report import finish_run, run_header  # noqa: E402
 
 TOKENIZER_DIR = "tokenizer"  # inside output_dir: the tokenizer of this run, reused on resume
@@ -260,9 +261,18 @@ def fill_mask(model, tokenizer, text: str, k: int = 5) -> list[str]:
 def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: DataArguments, args: TrainingArguments):
     # --- accelerator, seed, resume ---
     accelerator = make_accelerator(args)  # also seeds every RNG with args.seed
-    resume = prepare_run(
-        accelerator, args, model_args, mlm_args, data_args, args
-    )  # output_dir and changed-option checks
+    # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
+    resume = prepare_run(accelerator, args, model_args, mlm_args, data_args, args)
+    if model_args.model_name_or_path:  # before the tokenizer is trained: a bad model or length fails at once
+        positions = model_config_dict(model_args.model_name_or_path).get("max_position_embeddings")
+        mlm_args.max_seq_length = check_positions(
+            mlm_args.max_seq_length,
+            positions,
+            model_args.model_name_or_path,
+            default=field_default(mlm_args, "max_seq_length"),
+        )
+    else:
+        check_positions(mlm_args.max_seq_length, model_args.max_position_embeddings, "the model")
     start_time = time.perf_counter()
 
     # --- data and tokenizer ---
@@ -327,7 +337,7 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
             num_hidden_layers=model_args.num_hidden_layers,
             num_attention_heads=model_args.num_attention_heads,
             intermediate_size=model_args.intermediate_size,
-            max_position_embeddings=max(model_args.max_position_embeddings, mlm_args.max_seq_length),
+            max_position_embeddings=model_args.max_position_embeddings,
             hidden_act=model_args.hidden_act,
             pre_norm=model_args.pre_norm,
             use_bias=model_args.use_bias,

@@ -358,9 +358,8 @@ def main(
 ):
     # --- accelerator, seed, resume ---
     accelerator = make_accelerator(args)  # also seeds every RNG with args.seed
-    resume = prepare_run(
-        accelerator, args, model_args, elmo_args, data_args, args
-    )  # output_dir and changed-option checks
+    # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
+    resume = prepare_run(accelerator, args, model_args, elmo_args, data_args, args)
     start_time = time.perf_counter()
 
     # --- data and vocabulary ---

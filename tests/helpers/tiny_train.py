@@ -80,7 +80,8 @@ def main(tiny: TinyArguments, args: TrainingArguments):
             global_loss = accelerator.reduce(step_loss, reduction="mean").item()
             step_loss = torch.zeros(())
             if accelerator.is_main_process:
-                print(json.dumps({"step": state.global_step, "loss": global_loss}), flush=True)
+                lr = scheduler.get_last_lr()[0]
+                print(json.dumps({"step": state.global_step, "loss": global_loss, "lr": lr}), flush=True)
             if args.save_steps and state.global_step % args.save_steps == 0:
                 save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
             exit_if_preempted(accelerator, args, state)

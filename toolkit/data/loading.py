@@ -59,22 +59,30 @@ def expand_files(path: str, option: str) -> list[str]:
     return [path]
 
 
-def check_utf8(path: str, limit: int = 1 << 20) -> None:
-    """Fail early, naming the file, if its first MiB is not UTF-8 (parquet is binary and skipped)."""
+def check_utf8(path: str, limit: int | None = 1 << 20) -> None:
+    """Fail early, naming the file, if its first MiB (`limit` None: all of it) is not UTF-8 (parquet is binary and
+    skipped)."""
     if file_extension(path) == "parquet":
         return
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rb") as f:
-        head = f.read(limit)
+        head = f.read() if limit is None else f.read(limit)
     if not head.strip():
         raise UserError(f"{path} is empty")
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
-        if err.start < len(head) - 4:  # not just a multi-byte character cut at the limit
+        if limit is None or err.start < len(head) - 4:  # not just a multi-byte character cut at the limit
             raise UserError(
                 f"{path} is not UTF-8 text (invalid byte at offset {err.start}); re-encode it as UTF-8"
             ) from None
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The innermost exception of a chain (datasets wraps reader errors in "An error occurred while generating")."""
+    while (err.__cause__ or err.__context__) is not None:
+        err = err.__cause__ or err.__context__
+    return err
 
 
 def strip_gutenberg(text: str) -> str:
@@ -127,8 +135,12 @@ def _load_split_files(files: list[str], option: str, strip: bool, streaming: boo
     except UnicodeDecodeError:
         raise UserError(f"{option}: a file in {', '.join(files)} is not UTF-8 text") from None
     except (ValueError, datasets.exceptions.DatasetGenerationError) as err:
+        cause = _root_cause(err)
+        if isinstance(cause, UnicodeDecodeError):  # past the first MiB that check_utf8 reads up front
+            for f in files:
+                check_utf8(f, limit=None)
         raise UserError(
-            f"{option} {', '.join(files)} could not be read as {kind}: {str(err).splitlines()[0]}"
+            f"{option} {', '.join(files)} could not be read as {kind}: {str(cause).splitlines()[0][:200]}"
         ) from None
     if kind == "text":
         dataset = dataset.map(

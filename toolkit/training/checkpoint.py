@@ -19,6 +19,7 @@ import pickle
 import re
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -133,7 +134,8 @@ def remove_interrupted_saves(output_dir: str) -> list[str]:
 
 def register_checkpoint_state(accelerator, **objects) -> None:
     """Save and restore `objects` (anything with `state_dict`/`load_state_dict`: the scheduler, carried LSTM states)
-    with every checkpoint, per process, as JSON plus safetensors. Use it instead of
+    with every checkpoint as JSON plus safetensors (per process when training is sharded; replicated DDP: rank 0's, as
+    only rank 0 writes). Use it instead of
     `accelerator.register_for_checkpointing`, whose pickled files accelerate loads with `weights_only=False`."""
     registry = getattr(accelerator, "toolkit_checkpoint_objects", {})
     registry.update(objects)
@@ -187,10 +189,45 @@ def _load_objects(accelerator, folder: str) -> None:
         obj.load_state_dict(values)
 
 
-def safe_torch_load(path: str):
+def verify_deepspeed_files(path: str) -> None:
+    """DeepSpeed's loader unpickles its checkpoint files without restriction (`weights_only=False`). Before it runs,
+    load every `.pt` file with the restricted unpickler, allowing besides tensors and plain values only classes
+    defined by DeepSpeed itself (its loss scaler, ZeRO stage enum, fragment addresses): a file that passes holds no
+    code to run, and the same bytes are then handed to DeepSpeed."""
+    import importlib
+
+    for folder, _, names in os.walk(path):
+        for name in sorted(n for n in names if n.endswith(".pt")):
+            file = os.path.join(folder, name)
+            allowed = []
+            try:
+                needed = torch.serialization.get_unsafe_globals_in_checkpoint(file)
+            except (ValueError, RuntimeError, OSError) as err:
+                raise UserError(f"checkpoint file {file} is not a torch.save file ({err}); it is not loaded") from None
+            for qualified in needed:
+                module, _, attr = qualified.rpartition(".")
+                obj = None
+                if module.split(".")[0] == "deepspeed":
+                    try:
+                        obj = getattr(importlib.import_module(module), attr, None)
+                    except ImportError:
+                        obj = None
+                if not isinstance(obj, type):
+                    raise UserError(
+                        f"checkpoint file {file} refers to {qualified}, which is not a tensor, a plain value or a "
+                        "DeepSpeed class; it is not loaded, since unpickling it could run code"
+                    )
+                allowed.append(obj)
+            with torch.serialization.safe_globals(allowed):
+                safe_torch_load(file, mmap=True)
+
+
+def safe_torch_load(path: str, mmap: bool = False):
     """`torch.load` with the restricted unpickler: plain values and tensors only, never code."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap or None)
     except pickle.UnpicklingError as err:
         raise UserError(
             f"checkpoint file {path} holds pickled objects other than tensors and plain values; it is not loaded, "
@@ -217,8 +254,9 @@ def save_checkpoint(accelerator, output_dir: str, state: TrainState, save_total_
     if sharded or accelerator.is_main_process:
         accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
-    os.makedirs(tmp, exist_ok=True)
-    _save_objects(accelerator, tmp)  # every process: the scheduler, carried states (no pickle)
+    if sharded or accelerator.is_main_process:  # the scheduler, carried states (no pickle); DDP: rank 0's
+        os.makedirs(tmp, exist_ok=True)
+        _save_objects(accelerator, tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         run = getattr(accelerator, "toolkit_run_options", None)
@@ -246,16 +284,26 @@ def load_checkpoint(accelerator, path: str) -> TrainState:
     objects = getattr(accelerator, "toolkit_checkpoint_objects", {})
     scheduler = objects.get("scheduler")
     fresh = snapshot_optimizer_options(scheduler)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        verify_deepspeed_files(path)
     try:
-        accelerator.load_state(path)
+        with warnings.catch_warnings():  # torch's note on a foreign pickle protocol: the error below says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            accelerator.load_state(path)
     except pickle.UnpicklingError as err:
         raise UserError(
             f"checkpoint {path} holds a file with pickled objects other than tensors and plain values; it is not "
             f"loaded, since unpickling it could run code ({str(err).splitlines()[0][:120]})"
         ) from None
     except (RuntimeError, KeyError, ValueError) as err:
-        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
-        raise UserError(f"checkpoint {path} does not fit the model and optimizer of this run: {first[:200]}") from None
+        # "Number of custom checkpoints" comes after model, optimizer and RNG states are loaded, when the folder holds
+        # accelerate custom-state pickles (older checkpoints, or planted ones): accelerate loads none of them here,
+        # and `_load_objects` reads older ones with the restricted unpickler
+        if "Number of custom checkpoints" not in str(err):
+            first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise UserError(
+                f"checkpoint {path} does not fit the model and optimizer of this run: {first[:200]}"
+            ) from None
     _load_objects(accelerator, path)
     if getattr(accelerator, "toolkit_changed_options", None):
         reapply_optimizer_options(scheduler, fresh)

@@ -9,8 +9,9 @@ Signals that arrive before the first training step or after the loop (data prepa
 stop the process at once, with one line: there is no step to finish.
 
 Under a single-process `accelerate launch`, the launcher (a plain `subprocess.Popen` + `wait`) dies of SIGTERM without
-passing it on; `install` therefore asks the kernel to send SIGTERM to the trainer when its parent dies
-(`PR_SET_PDEATHSIG`, Linux), so the trainer checkpoints and exits instead of running on as an orphan.
+passing it on; `install` therefore asks the kernel to signal the trainer when its parent dies (`PR_SET_PDEATHSIG`,
+Linux; SIGUSR2, handled as a first stop request, so that a Ctrl-C that reached both the launcher and the trainer is
+not counted twice), so the trainer checkpoints and exits instead of running on as an orphan.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped on request after a checkpoint; rerun with --resume_from_checkpoint latest
 SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
+PARENT_DEATH_SIGNAL = signal.SIGUSR2  # sent by the kernel when the parent dies (PR_SET_PDEATHSIG)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -55,6 +57,17 @@ class _Preemption:
             f"received {name}: finishing the current optimizer step, then checkpointing (send it again to stop at once)",
             self.rank,
         )
+
+    def handle_parent_death(self, signum, frame):
+        """The launcher died (SIGTERM to `accelerate launch`, or its KeyboardInterrupt on Ctrl-C, which also reached
+        this process): a first request, never the "second signal" that skips the checkpoint."""
+        if self.requested:
+            return
+        if not self.armed:
+            _say("stopped: the launching process exited outside the training loop (nothing saved)", self.rank)
+            os._exit(128 + signal.SIGTERM)
+        self.requested = "the exit of the launching process"
+        _say("the launching process exited: finishing the current optimizer step, then checkpointing", self.rank)
 
 
 _STATE = _Preemption()
@@ -87,9 +100,10 @@ def install(accelerator) -> None:
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            signal.signal(PARENT_DEATH_SIGNAL, _STATE.handle_parent_death)
+            libc.prctl(_PR_SET_PDEATHSIG, PARENT_DEATH_SIGNAL)
             if os.getppid() == 1:  # the parent died before the call: act on it now
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), PARENT_DEATH_SIGNAL)
         except (OSError, AttributeError):
             pass
 

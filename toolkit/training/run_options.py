@@ -22,6 +22,7 @@ import os
 from toolkit.config import to_dict
 from toolkit.errors import UserError
 from toolkit.training.checkpoint import STATE_FILE, check_output_dir, resolve_checkpoint
+from toolkit.training.preflight import check_writable
 
 SAFE = frozenset(
     {
@@ -97,17 +98,6 @@ def prepare_run(accelerator, args, *configs) -> str | None:
         print(f"resuming with changed options (applied): {described}", flush=True)
     accelerator.toolkit_changed_options = changed
     return resume
-
-
-def check_writable(output_dir: str) -> None:
-    """output_dir (or its nearest existing parent) must be a writable folder; checked before any heavy work."""
-    path = os.path.abspath(output_dir)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    if not os.path.isdir(path):
-        raise UserError(f"output_dir {output_dir}: {path} is a file, not a folder")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"output_dir {output_dir}: {path} is not writable")
 
 
 def snapshot_optimizer_options(scheduler) -> list[dict] | None:
