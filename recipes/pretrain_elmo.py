@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from toolkit import config  # noqa: E402
 from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets  # noqa: E402
+from toolkit.data.streaming import refuse_streaming  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
 from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # noqa: E402
 from toolkit.models.elmo import (  # noqa: E402
@@ -357,6 +358,7 @@ def main(
     model_args: ElmoModelArguments, elmo_args: ElmoDataArguments, data_args: DataArguments, args: TrainingArguments
 ):
     # --- accelerator, seed, resume ---
+    refuse_streaming(data_args, "pretrain_elmo.py")
     accelerator = make_accelerator(args)  # also seeds every RNG with args.seed
     resume = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
     check_output_dir(args.output_dir, resume, args.overwrite_output_dir)

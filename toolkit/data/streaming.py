@@ -46,6 +46,7 @@ from toolkit.errors import UserError
 ROWS_PER_READ = 256  # rows tokenized per fast-tokenizer batch call
 READ_CHUNK = 1 << 20
 DONE = -2  # a shard position: nothing left to read
+TRACE_ENV = "TOOLKIT_STREAM_TRACE_DIR"  # tests: each rank appends the example ids it trained on to a file there
 _PARAGRAPH_SEP = re.compile(rb"\r?\n[ \t]*\r?\n")
 _LINE_SEP = re.compile(rb"\n")
 _START, _END = b"*** START OF", b"*** END OF"
@@ -131,7 +132,9 @@ def plan_file(path: str, index: int, text_column: str, strip: bool, shard_bytes:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
         if err.start < len(head) - 4:
-            raise UserError(f"{path} is not UTF-8 text (invalid byte at offset {err.start}); re-encode it as UTF-8") from None
+            raise UserError(
+                f"{path} is not UTF-8 text (invalid byte at offset {err.start}); re-encode it as UTF-8"
+            ) from None
     if kind == "json":
         first = head.lstrip()[:1]
         if first == b"[":
@@ -253,6 +256,12 @@ class _ByteRows:
     def pos(self) -> int:
         return DONE if self.stopped else self.buf_start + self.i
 
+    @property
+    def exhausted(self) -> bool:
+        if not self.eof and self.end is not None and self.file_pos >= self.end:
+            self.eof = True
+        return self.stopped or (self.eof and not self.buf[self.i :].strip())
+
     def _fill(self) -> None:
         self.buf, self.buf_start, self.i = self.buf[self.i :], self.buf_start + self.i, 0
         n = READ_CHUNK if self.end is None else min(READ_CHUNK, self.end - self.file_pos)
@@ -330,6 +339,10 @@ class _ParquetRows:
     @property
     def pos(self) -> int:
         return self.row
+
+    @property
+    def exhausted(self) -> bool:
+        return self.row >= len(self.texts)
 
     def read(self, n: int) -> tuple[list, list]:
         texts, docs = [], []
@@ -449,20 +462,15 @@ class PackedStream:
         return order[self.index :: self.num_streams]
 
     def _fill(self, st: dict, state: dict) -> list[dict]:
-        """Read rows from position `st` (updated) until a window's worth of examples is there."""
+        """Read rows from position `st` (updated) until a window's worth of examples is there; a window never spans
+        two passes (the position after a pass's last window is the start of the next pass)."""
         want = max(1, self.buffer_size)
         out: list[dict] = []
         mine = self.shards_of_pass(st["pass"])
-        rows_in_pass = None  # rows read since a pass began inside this call (None: it began before)
+        if not mine:
+            raise RuntimeError(f"stream {self.index} of {self.num_streams} has no shard to read")
+        rows_in_pass = 0 if st["cursor"] == 0 and st["pos"] is None else None  # None: the pass began earlier
         while len(out) < want:
-            if st["cursor"] >= len(mine):
-                if rows_in_pass == 0:
-                    raise RuntimeError(f"stream {self.index} of {self.num_streams} found no text in a whole pass")
-                st["pass"] += 1
-                st["cursor"], st["pos"], st["count"] = 0, None, 0
-                rows_in_pass = 0
-                mine = self.shards_of_pass(st["pass"])
-                continue
             shard = mine[st["cursor"]]
             key = (shard, st["pos"])
             reader = state.get("reader")
@@ -471,16 +479,22 @@ class PackedStream:
                     reader.close()
                 reader = self.source.reader(shard, st["pos"])
             texts, docs = reader.read(ROWS_PER_READ)
-            if not texts:
-                out.extend(self.packer.flush(st, shard))
-                reader.close()
-                state["reader"] = None
-                st["cursor"], st["pos"], st["count"] = st["cursor"] + 1, None, 0
-                continue
-            out.extend(self.packer.rows(texts, docs, st, shard))
-            st["pos"] = reader.pos
-            rows_in_pass = None if rows_in_pass is None else rows_in_pass + len(texts)
-            state["reader"], state["key"] = reader, (shard, st["pos"])
+            if texts:
+                out.extend(self.packer.rows(texts, docs, st, shard))
+                st["pos"] = reader.pos
+                state["reader"], state["key"] = reader, (shard, st["pos"])
+                rows_in_pass = None if rows_in_pass is None else rows_in_pass + len(texts)
+                if not reader.exhausted:
+                    continue
+            out.extend(self.packer.flush(st, shard))  # end of the shard
+            reader.close()
+            state["reader"] = None
+            st["cursor"], st["pos"], st["count"] = st["cursor"] + 1, None, 0
+            if st["cursor"] == len(mine):  # end of the pass
+                if rows_in_pass == 0:
+                    raise RuntimeError(f"stream {self.index} of {self.num_streams} found no text in a whole pass")
+                st["pass"], st["cursor"] = st["pass"] + 1, 0
+                break
         return out
 
     def __iter__(self):
@@ -540,6 +554,7 @@ class StreamDataset(IterableDataset):
         self.rank, self.world, self.num_workers = rank, world, max(1, num_workers)
         self.positions: list[dict | None] = [None] * self.num_workers  # by logical stream
         self.offset = 0  # DataLoader worker w plays logical stream (w + offset) % num_workers
+        self.trace = bool(os.environ.get(TRACE_ENV))
 
     def __iter__(self):
         info = get_worker_info()
@@ -559,7 +574,10 @@ class StreamDataset(IterableDataset):
             features.append(example)
             if len(features) == self.batch_size:
                 batch = self.collator(features)
-                batch["stream_position"] = json.dumps({"stream": logical, "position": after})
+                meta = {"stream": logical, "position": after}
+                if self.trace:
+                    meta["ids"] = [f["example_id"] for f in features]
+                batch["stream_position"] = json.dumps(meta)
                 yield batch
                 features = []
 
@@ -652,10 +670,17 @@ class StreamingLoader:
             else:
                 self.wait_s += now - t0
             meta = json.loads(batch.pop("stream_position"))
+            if "ids" in meta:
+                self._trace(meta["ids"])
             self.dataset.positions[meta["stream"]] = meta["position"]
             self.next_stream = (meta["stream"] + 1) % self.dataset.num_workers
             self.consumed += 1
             yield {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _trace(self, ids: list[int]) -> None:
+        path = os.path.join(os.environ[TRACE_ENV], f"stream_ids_rank{self.accelerator.process_index}.txt")
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(" ".join(map(str, ids)) + "\n")
 
     def batches(self, accelerator, state):
         """Micro-batches for the training loop, with dropout reseeded per position as `training_batches` does."""
@@ -718,3 +743,12 @@ def build_streaming_data(accelerator, raw: dict, tokenizer, data_args, args, blo
     fingerprint["held_out"] = [list(x) for x in fingerprint["held_out"]]
     loader = StreamingLoader(accelerator, train, packer, collator, args, data_args.shuffle_buffer_size, fingerprint)
     return loader, eval_examples
+
+
+def refuse_streaming(data_args, recipe: str) -> None:
+    """Recipes that load their data whole: `--streaming` is a one-line error, never silently ignored."""
+    if data_args.streaming:
+        raise UserError(
+            f"--streaming is not supported by {recipe}: it loads its data whole (use --max_train_samples / "
+            "--max_eval_samples to bound it); streaming is implemented in recipes/pretrain_bert.py"
+        )
