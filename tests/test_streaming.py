@@ -4,13 +4,12 @@ re-tokenizes at most one shuffle window whatever the position."""
 
 import gzip
 import json
-import os
 import shutil
 
 import pytest
 
 from toolkit.data import train_wordpiece
-from toolkit.data.streaming import Packer, PackedStream, TextStream, fresh_position, take_examples
+from toolkit.data.streaming import PackedStream, Packer, TextStream, fresh_position, take_examples
 from toolkit.errors import UserError
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
@@ -144,7 +143,9 @@ def test_validation_is_held_out_of_the_training_stream(tmp_path, tokenizer):
     packer = Packer(tokenizer, 32)
     held = take_examples(source, packer, 50, hold_out=True)
     assert len(held) == 50 and [e["example_id"] for e in held] == list(range(50))
-    assert held == take_examples(TextStream([str(tmp_path / "a.jsonl")], "--train_file", "text", True, 4000), packer, 50)
+    assert held == take_examples(
+        TextStream([str(tmp_path / "a.jsonl")], "--train_file", "text", True, 4000), packer, 50
+    )
     trained = []  # the rows the training stream reads: every shard from its (possibly moved) start
     for shard in range(len(source.shards)):
         reader = source.reader(shard)
