@@ -102,14 +102,14 @@ def main(argv=None):
         stream = PackedStream(source, packer, 0, args.shuffle_buffer_size, 0, 1)
         tokens, features = 0, []
         t0 = time.perf_counter()
-        for example, _ in stream.iterate(fresh_position()):
+        for example, position in stream.iterate(fresh_position()):
             features.append(example)
             if len(features) == args.batch_size:
                 batch = collator(features)
                 tokens += sum(len(f["input_ids"]) - 2 for f in features)  # text tokens, as counted for the raw rate
                 features = []
-                if tokens >= args.tokens:
-                    break
+            if tokens >= args.tokens and position["skip"] == 0:
+                break  # at a window's end: every example tokenized so far was also batched
         del batch
         return tokens / (time.perf_counter() - t0)
 
