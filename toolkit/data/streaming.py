@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import mmap
 import os
 import random
 import re
@@ -81,19 +80,6 @@ def _find_marker(data, marker: bytes, start: int = 0) -> int:
     while i >= 0 and not _line_start(data, i):
         i = data.find(marker, i + 1)
     return i
-
-
-def _gutenberg_range(data, size: int) -> tuple[int, int]:
-    """Byte range between Project Gutenberg's START and END lines (the whole file without them)."""
-    start, end = 0, size
-    i = _find_marker(data, _START)
-    if i >= 0:
-        nl = data.find(b"\n", i)
-        start = size if nl < 0 else nl + 1
-    j = _find_marker(data, _END, start)
-    if j >= 0:
-        end = j
-    return start, end
 
 
 def _open(path: str):
@@ -148,14 +134,19 @@ def plan_file(path: str, index: int, text_column: str, strip: bool, shard_bytes:
             raise UserError(f"column '{text_column}' not found in {path}; columns are: {', '.join(info['columns'])}")
     start, end = 0, None
     if kind == "text":
-        if strip:
-            if info["gz"]:
-                i = _find_marker(head, _START)
-                if i >= 0:
-                    start = head.find(b"\n", i) + 1
-            else:
-                with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                    start, end = _gutenberg_range(mm, len(mm))
+        if strip:  # Gutenberg: START in the first MiB, END in the last MiB (gzip: END found while reading)
+            i = _find_marker(head, _START)
+            if i >= 0:
+                nl = head.find(b"\n", i)
+                start = nl + 1 if nl >= 0 else len(head)
+            if not info["gz"]:
+                size = os.path.getsize(path)
+                with open(path, "rb") as f:
+                    tail_at = max(start, size - READ_CHUNK)
+                    f.seek(tail_at)
+                    j = _find_marker(f.read(), _END)
+                if j >= 0:
+                    end = tail_at + j
         body = head[start:] if start < len(head) else b""
         info["mode"] = "paragraph" if _PARAGRAPH_SEP.search(body) else "line"
     if info["gz"]:
