@@ -654,7 +654,11 @@ class StreamingLoader:
         first = True
         while True:
             t0 = time.perf_counter()
-            batch = next(iterator)
+            try:
+                batch = next(iterator)
+            except UserError as err:  # raised in a worker: keep only its message, one line
+                lines = [line for line in str(err).strip().splitlines() if line.strip()]
+                raise UserError(lines[-1].split("UserError: ", 1)[-1]) from None
             now = time.perf_counter()
             if first:  # worker start-up is not waiting in the steady state
                 self.loop_start, first = now, False
