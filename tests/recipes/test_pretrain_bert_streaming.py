@@ -92,7 +92,9 @@ def test_streaming_resume_mid_stream_is_exact(tmp_path):
     a, b = load_file(os.path.join(out, "model.safetensors")), load_file(os.path.join(resumed, "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     saved = torch.load(os.path.join(out, step, "custom_checkpoint_1.pkl"), weights_only=False)  # the stream state
-    assert json.loads(json.dumps(saved)) == saved and len(saved["ranks"]) == 1  # plain JSON, ready for a no-pickle format
+    assert (
+        json.loads(json.dumps(saved)) == saved and len(saved["ranks"]) == 1
+    )  # plain JSON, ready for a no-pickle format
     # a resume with other stream settings cannot be exact: refused in one line
     with pytest.raises(SystemExit) as exit_info:
         other = ["--output_dir", str(tmp_path / "other"), "--resume_from_checkpoint", os.path.join(out, step)]
