@@ -148,3 +148,25 @@ def test_two_processes_read_disjoint_parts_and_rank0_writes(tmp_path):
     with open(out / "checkpoints" / "step-00000012" / "trainer_state.json") as f:
         assert json.load(f)["global_step"] == 12
     assert result.stdout.count("model saved to") == 1
+
+
+def test_streaming_a_datasets_dataset_resumes_exactly(tmp_path):
+    """`--dataset_name` (here a local folder, read by `datasets.load_dataset(..., streaming=True)` as a Hub dataset
+    would be): positions are `datasets`' own state dicts, and a resume is exact."""
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    for split in ("train", "validation"):
+        shutil.copy(demo_data_files("corpus")[split], folder / f"{split}.jsonl")
+    recipe = load_recipe("pretrain_bert")
+    args = [*TINY, "--dataset_name", str(folder), "--max_steps", "50", "--save_steps", "45", "--eval_steps", "50"]
+    out, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
+    recipe.main(*recipe.parse_args([*args, "--output_dir", out]))
+    step = os.path.join("checkpoints", "step-00000045")
+    saved = torch.load(os.path.join(out, step, "custom_checkpoint_1.pkl"), weights_only=False)
+    assert json.loads(json.dumps(saved)) == saved
+    assert isinstance(saved["ranks"][0]["positions"][0]["pos"], dict)  # inside the shard: a `datasets` state dict
+    shutil.copytree(os.path.join(out, step), os.path.join(resumed, step))
+    shutil.copytree(os.path.join(out, "tokenizer"), os.path.join(resumed, "tokenizer"))
+    recipe.main(*recipe.parse_args([*args, "--output_dir", resumed, "--resume_from_checkpoint", "latest"]))
+    (full, _), (again, _) = _history(out), _history(resumed)
+    assert [again[s] for s in range(46, 51)] == [full[s] for s in range(46, 51)]

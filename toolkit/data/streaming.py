@@ -2,7 +2,8 @@
 an exact, cheap resume.
 
 Sources are local files or folders (txt, jsonl, parquet, each optionally gzipped; the embedded demo corpus is
-jsonl). They are cut into *shards* once, the same way in every process and independently of the number of processes:
+jsonl), or a `datasets` streaming dataset (`--dataset_name`: a Hub dataset; its data files are the shards and a
+position inside one is `datasets`' own `state_dict`). Local files are cut into *shards* once, the same way in every process and independently of the number of processes:
 an uncompressed txt/jsonl file into byte ranges of about `--stream_shard_bytes` (cut at paragraph or line
 boundaries), a parquet file into its row groups, a gzipped file is one shard (it cannot be entered in the middle).
 
@@ -30,6 +31,7 @@ shard size, buffer and block length (checked, one-line error otherwise).
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 import os
@@ -348,12 +350,65 @@ class _ParquetRows:
         pass
 
 
+class _HubRows:
+    """Rows of one shard of a `datasets.IterableDataset` (Hub or local builder), from its saved `state_dict`; a
+    resume lets `datasets` skip to the position inside the shard (raw rows re-read, never re-tokenized)."""
+
+    def __init__(self, dataset, shard: int, pos, text_column: str):
+        self.part = dataset.shard(dataset.num_shards, index=shard, contiguous=True)
+        if pos is not None:
+            self.part.load_state_dict(copy.deepcopy(pos))
+        self.rows, self.text_column, self.shard, self.exhausted = iter(self.part), text_column, shard, False
+
+    @property
+    def pos(self):
+        return copy.deepcopy(self.part.state_dict())
+
+    def read(self, n: int) -> tuple[list, list]:
+        texts, docs = [], []
+        while len(texts) < n and not self.exhausted:
+            try:
+                row = next(self.rows)
+            except StopIteration:
+                self.exhausted = True
+                break
+            if row.get(self.text_column):
+                texts.append(row[self.text_column])
+                docs.append(row.get("doc_id", self.shard))
+        return texts, docs
+
+    def close(self) -> None:
+        pass
+
+
+class HubStream(TextStream):
+    """A streamed split of `datasets.load_dataset(..., streaming=True)`: its shards are the dataset's own (its data
+    files), positions are `datasets`' JSON state dicts."""
+
+    def __init__(self, dataset, name: str, text_column: str, limit=None):
+        self.option, self.text_column, self.sample_limit, self.dataset = "--dataset_name", text_column, limit, dataset
+        self.files, self.shards = [], [{"file": 0, "start": 0, "end": 0} for _ in range(dataset.num_shards)]
+        self.name = name
+        self.column_names = list(dataset.column_names or next(iter(dataset)).keys())
+        if text_column not in self.column_names:
+            raise UserError(f"column '{text_column}' not found in {name}; columns are: {', '.join(self.column_names)}")
+        self.start_override = {}
+
+    def fingerprint(self) -> dict:
+        return {"files": [self.name], "shards": len(self.shards)}
+
+    def reader(self, shard_index: int, pos=None):
+        if pos is None:
+            pos = self.start_override.get(shard_index)
+        return _HubRows(self.dataset, shard_index, pos, self.text_column)
+
+
 def open_text_streams(data_args) -> dict[str, TextStream]:
     """`train` / `validation` / `test` TextStreams from `--train_file` etc. or the demo corpus (`--streaming`)."""
     from toolkit.data.demo import DEMO_NAMES, demo_data_files
     from toolkit.data.loading import expand_files
 
-    paths = {}
+    paths, streams = {}, {}
     if data_args.dataset_name == "demo":
         name = data_args.dataset_config_name or "corpus"
         if name not in DEMO_NAMES:
@@ -362,17 +417,30 @@ def open_text_streams(data_args) -> dict[str, TextStream]:
             )
         paths = {split: [path] for split, path in demo_data_files(name).items()}
     elif data_args.dataset_name:
-        raise UserError(
-            "--streaming with --dataset_name reads local files only here: download the dataset's files and pass "
-            "--train_file (a folder of txt/jsonl/parquet files works)"
-        )
+        import datasets
+
+        try:
+            loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, streaming=True)
+        except Exception as err:  # network / unknown dataset: name it and what failed
+            raise UserError(
+                f"dataset_name {data_args.dataset_name} could not be streamed ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}); offline, pass --train_file instead"
+            ) from None
+        for split, dataset in loaded.items():
+            split = "validation" if split == "valid" else split
+            if split in ("train", "validation", "test"):
+                limit = data_args.tokenizer_train_samples if split == "train" else None
+                streams[split] = HubStream(
+                    dataset, f"{data_args.dataset_name} [{split}]", data_args.text_column, limit
+                )
     for split, option in (("train", "train_file"), ("validation", "validation_file"), ("test", "test_file")):
         if getattr(data_args, option, None):
             paths[split] = expand_files(getattr(data_args, option), f"--{option}")
-    if "train" not in paths:
-        raise UserError("pretraining needs training text: pass --train_file or --dataset_name demo")
-    return {
-        split: TextStream(
+            streams.pop(split, None)
+    if "train" not in paths and "train" not in streams:
+        raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
+    for split, files in paths.items():
+        streams[split] = TextStream(
             files,
             f"--{split}_file",
             data_args.text_column,
@@ -380,8 +448,7 @@ def open_text_streams(data_args) -> dict[str, TextStream]:
             data_args.stream_shard_bytes,
             data_args.tokenizer_train_samples if split == "train" else None,
         )
-        for split, files in paths.items()
-    }
+    return streams
 
 
 # ----------------------------------------------------------------------------------------------------------------
