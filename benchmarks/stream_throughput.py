@@ -1,6 +1,7 @@
 """Throughput of the streaming pretraining data pipeline alone (stream -> tokenize -> pack -> shuffle -> mask ->
 batch, `toolkit/data/streaming.py`) in tokens/s for one worker, against the raw fast-tokenizer speed on the same
-rows (`encode_batch`, the pipeline's own tokenization call), both in this process on one core, alternating. Also the
+rows (`encode_batch`; and `encode_batch_fast`, the pipeline's own call: the same ids without character offsets), both
+in this process on one core, alternating. Also the
 time a resume takes to produce its first batch at an early and a late position of the same stream.
 
     python benchmarks/stream_throughput.py                                  # text made from the demo corpus
@@ -82,7 +83,7 @@ def main(argv=None):
     )
     packer = Packer(tokenizer, args.max_seq_length)
 
-    def raw_rate() -> float:
+    def raw_rate(method: str = "encode_batch") -> float:
         reader, tokens, seconds = source.reader(0), 0, 0.0
         shard = 0
         while tokens < args.tokens:
@@ -92,9 +93,8 @@ def main(argv=None):
                 reader = source.reader(shard)
                 continue
             t0 = time.perf_counter()
-            tokens += sum(
-                len(e.ids) for e in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
-            )
+            encoded = getattr(tokenizer.backend_tokenizer, method)(texts, add_special_tokens=False)
+            tokens += sum(len(e.ids) for e in encoded)
             seconds += time.perf_counter() - t0
         return tokens / seconds
 
@@ -124,14 +124,18 @@ def main(argv=None):
         collator([next(run)[0] for _ in range(args.batch_size)])
         return time.perf_counter() - t0
 
-    raw, pipe = [], []
+    raw, raw_fast, pipe = [], [], []
+    has_fast = hasattr(tokenizer.backend_tokenizer, "encode_batch_fast")
     for _ in range(args.rounds):
         raw.append(raw_rate())
+        if has_fast:
+            raw_fast.append(raw_rate("encode_batch_fast"))
         pipe.append(pipeline_rate())
     result = {
         "file": os.path.basename(path),
         "shards": len(source.shards),
         "raw_tokenizer_tokens_per_s": round(max(raw)),
+        "raw_tokenizer_fast_tokens_per_s": round(max(raw_fast)) if raw_fast else None,
         "pipeline_tokens_per_s_per_worker": round(max(pipe)),
         "pipeline_over_raw": round(max(pipe) / max(raw), 3),
         "resume_first_batch_s_at_batch_10": round(resume_seconds(10), 3),

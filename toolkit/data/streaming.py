@@ -462,6 +462,8 @@ class Packer:
 
     def __init__(self, tokenizer, block_size: int, line_by_line: bool = False):
         self.backend = tokenizer.backend_tokenizer
+        # the same ids as `encode_batch`, without computing character offsets (tokenizers >= 0.21)
+        self.encode = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
         self.block_size = block_size
         self.line_by_line = line_by_line
         self.cls, self.sep = tokenizer.cls_token_id, tokenizer.sep_token_id
@@ -473,7 +475,7 @@ class Packer:
         return {"input_ids": [self.cls, *ids, self.sep], "example_id": example_id}
 
     def rows(self, texts: list[str], docs: list, st: dict, shard: int) -> list[dict]:
-        encoded = self.backend.encode_batch(texts, add_special_tokens=False)
+        encoded = self.encode(texts, add_special_tokens=False)
         out = []
         if self.line_by_line:
             for enc in encoded:
