@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import toolkit  # noqa: E402,F401  (registers the model families with the Auto classes)
 from toolkit import config as toolkit_config  # noqa: E402
 from toolkit.data import DataArguments, check_columns, load_raw_datasets  # noqa: E402
+from toolkit.data.streaming import refuse_streaming  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
 from toolkit.evaluation import classification_scores  # noqa: E402
 from toolkit.evaluation.evaluate_model import (  # noqa: E402
@@ -335,6 +336,7 @@ def evaluations_since_best(history: list[dict], key: str) -> int:
 @exit_on_user_error
 def main(args: ClassificationArguments, data_args: DataArguments, train_args: TrainingArguments) -> dict:
     start = time.perf_counter()
+    refuse_streaming(data_args, "finetune_classification.py")
     accelerator = make_accelerator(train_args)
     resume = prepare_run(accelerator, train_args, args, data_args, train_args)  # output_dir and changed-option checks
     if args.model_name_or_path != "scratch":  # before the data is read: a bad model or length fails at once

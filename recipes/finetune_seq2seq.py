@@ -58,6 +58,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import toolkit  # noqa: E402,F401  (registers the model families with the Auto classes)
 from toolkit import config as toolkit_config  # noqa: E402
 from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets, train_bpe  # noqa: E402
+from toolkit.data.streaming import refuse_streaming  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
 from toolkit.evaluation import summarization_scores, translation_scores  # noqa: E402
 from toolkit.hub import CardInfo, hub_datasets, results_metrics, write_model_card  # noqa: E402
@@ -570,6 +571,7 @@ def main(
     train_args: TrainingArguments,
 ) -> dict:
     start = time.perf_counter()
+    refuse_streaming(data_args, "finetune_seq2seq.py")
     accelerator = make_accelerator(train_args)
     if seq_args.average_last_checkpoints > 1 and sharded_checkpoints(accelerator):
         accelerator.print(

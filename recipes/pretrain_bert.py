@@ -46,6 +46,7 @@ from toolkit.data import (  # noqa: E402
     train_wordpiece,
 )
 from toolkit.data.mlm import DataCollatorForMLM, build_sentence_pairs, pair_to_features  # noqa: E402
+from toolkit.data.streaming import build_streaming_data, check_streaming_args, open_text_streams  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
 from toolkit.hub import CardInfo, CardMetric, data_label, hub_datasets, write_model_card  # noqa: E402
 from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForMaskedLM, ToolkitBertForPreTraining  # noqa: E402
@@ -274,10 +275,15 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     else:
         check_positions(mlm_args.max_seq_length, model_args.max_position_embeddings, "the model")
     start_time = time.perf_counter()
+    if data_args.streaming:
+        check_streaming_args(data_args, args, mlm_args.sentence_objective)
 
     # --- data and tokenizer ---
     with accelerator.main_process_first():
-        raw = load_raw_datasets(data_args, need_validation=True, seed=args.seed)
+        if data_args.streaming:  # planned here, read by the DataLoader workers (toolkit/data/streaming.py)
+            raw = open_text_streams(data_args)
+        else:
+            raw = load_raw_datasets(data_args, need_validation=True, seed=args.seed)
     if "train" not in raw:
         raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
     check_columns(raw["train"], [data_args.text_column], "the training data")
@@ -293,12 +299,13 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
                 trained = train_wordpiece(texts, vocab_size=model_args.vocab_size, lowercase=model_args.lowercase)
                 trained.save_pretrained(tokenizer_dir)
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    with accelerator.main_process_first():
-        train_set = build_examples(raw["train"], tokenizer, mlm_args, data_args, args.seed)
-        eval_set = build_examples(raw["validation"], tokenizer, mlm_args, data_args, args.seed + 1)
-    accelerator.print(
-        f"{len(train_set)} training and {len(eval_set)} validation examples of <= {mlm_args.max_seq_length} tokens"
-    )
+    if not data_args.streaming:
+        with accelerator.main_process_first():
+            train_set = build_examples(raw["train"], tokenizer, mlm_args, data_args, args.seed)
+            eval_set = build_examples(raw["validation"], tokenizer, mlm_args, data_args, args.seed + 1)
+        accelerator.print(
+            f"{len(train_set)} training and {len(eval_set)} validation examples of <= {mlm_args.max_seq_length} tokens"
+        )
     pad = 8 if accelerator.mixed_precision != "no" else None
     # the training collator leaves out all-ones attention masks (packed blocks): no step asks the device about them
     train_collator = EpochAwareCollator(
@@ -315,14 +322,27 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     eval_collator = DataCollatorForMLM(
         tokenizer, mlm_args.mlm_probability, mlm_args.whole_word_mask, args.seed + 1, pad
     )
-    train_loader = DataLoader(
-        train_set,
-        batch_size=args.per_device_train_batch_size,
-        shuffle=True,
-        collate_fn=train_collator,
-        num_workers=args.dataloader_num_workers,
-        pin_memory=torch.cuda.is_available(),
-    )
+    if data_args.streaming:  # tokenized, packed and masked in the DataLoader workers; each rank reads its own part
+        train_loader, eval_set = build_streaming_data(
+            accelerator,
+            raw,
+            tokenizer,
+            data_args,
+            args,
+            mlm_args.max_seq_length,
+            mlm_args.line_by_line,
+            train_collator,
+        )
+        accelerator.print(f"streaming {len(raw['train'].shards)} shard(s); {len(eval_set)} validation examples")
+    else:
+        train_loader = DataLoader(
+            train_set,
+            batch_size=args.per_device_train_batch_size,
+            shuffle=True,
+            collate_fn=train_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
     eval_loader = DataLoader(eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=eval_collator)
 
     # --- model ---
@@ -363,10 +383,14 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
 
     # --- optimizer and schedule ---
     optimizer = create_optimizer(model, args)
-    total_steps, num_epochs = total_training_steps(args, len(train_loader) // accelerator.num_processes)
+    if data_args.streaming:
+        total_steps, num_epochs = args.max_steps, 1
+    else:
+        total_steps, num_epochs = total_training_steps(args, len(train_loader) // accelerator.num_processes)
     scheduler = create_scheduler(optimizer, args, total_steps)
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
-    register_checkpoint_state(accelerator, scheduler=scheduler)  # JSON, not pickle
+    # the scheduler and, when streaming, every rank's stream position: JSON, not pickle
+    register_checkpoint_state(accelerator, scheduler=scheduler, **({"train_stream": train_loader} if data_args.streaming else {}))
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
     train_collator.state = state
     if accelerator.is_main_process:
@@ -383,7 +407,11 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     if state.global_step == 0 and args.eval_steps:
         progress.record(evaluate(model, eval_loader, accelerator, with_pairs))
     eval_metrics = {}
-    for batch in training_batches(accelerator, train_loader, state, num_epochs):
+    if data_args.streaming:
+        batches = train_loader.batches(accelerator, state)
+    else:
+        batches = training_batches(accelerator, train_loader, state, num_epochs)
+    for batch in batches:
         with accelerator.accumulate(model):
             loss = global_token_mean_loss(model(**batch), batch["labels"], accelerator)
             accelerator.backward(loss)
@@ -397,11 +425,14 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
             continue
         scheduler.step()
         state.global_step += 1
-        progress.step(scheduler.get_last_lr()[0])
+        progress.step(
+            scheduler.get_last_lr()[0], {"data_wait": train_loader.wait_fraction()} if data_args.streaming else None
+        )
         if args.eval_steps and state.global_step % args.eval_steps == 0:
             eval_metrics = evaluate(model, eval_loader, accelerator, with_pairs)
             progress.record(eval_metrics)
         if args.save_steps and state.global_step % args.save_steps == 0:
+            if data_args.streaming:
             save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
         exit_if_preempted(accelerator, args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
         if state.global_step >= total_steps or time_budget_exceeded(accelerator, train_start, args.max_time_minutes):
@@ -421,6 +452,7 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
         "global_step": state.global_step,
         "train_runtime_s": round(time.perf_counter() - start_time, 1),
         "tokens_seen": state.tokens_seen,
+        **({"data_wait_fraction": train_loader.wait_fraction()} if data_args.streaming else {}),
     }
     run_config = config.to_dict(model_args, mlm_args, data_args, args)
     unwrapped = save_final_model(accelerator, model, tokenizer, args.output_dir, run_config, final_metrics)

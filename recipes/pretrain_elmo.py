@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from toolkit import config  # noqa: E402
 from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets  # noqa: E402
+from toolkit.data.streaming import refuse_streaming  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
 from toolkit.hub import CardInfo, CardMetric, data_label, hub_datasets, write_model_card  # noqa: E402
 from toolkit.models.elmo import (  # noqa: E402
@@ -357,6 +358,7 @@ def main(
     model_args: ElmoModelArguments, elmo_args: ElmoDataArguments, data_args: DataArguments, args: TrainingArguments
 ):
     # --- accelerator, seed, resume ---
+    refuse_streaming(data_args, "pretrain_elmo.py")
     accelerator = make_accelerator(args)  # also seeds every RNG with args.seed
     # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
     resume = prepare_run(accelerator, args, model_args, elmo_args, data_args, args)

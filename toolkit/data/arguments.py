@@ -26,7 +26,19 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set (debugging)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation set."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
-    streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of loading it."})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Pretraining: read, tokenize, pack and mask on the fly (local files; needs --max_steps)."},
+    )
+    shuffle_buffer_size: int = field(
+        default=10000, metadata={"help": "Streaming: examples shuffled together in one window (0: stream order)."}
+    )
+    tokenizer_train_samples: int = field(
+        default=100000, metadata={"help": "Streaming: rows of the stream a tokenizer is trained on, when none given."}
+    )
+    stream_shard_bytes: int = field(
+        default=1 << 20, metadata={"help": "Streaming: size of the byte ranges txt/jsonl files are read in per rank."}
+    )
     text_column: str = field(default="text", metadata={"help": "Column holding the text."})
     strip_gutenberg: bool = field(
         default=True, metadata={"help": "Drop Project Gutenberg header/licence outside the START/END markers."}

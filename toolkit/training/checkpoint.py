@@ -244,6 +244,9 @@ def save_checkpoint(accelerator, output_dir: str, state: TrainState, save_total_
         os.makedirs(root, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)  # left over from an interrupted save
     accelerator.wait_for_everyone()
+    for obj in getattr(accelerator, "toolkit_checkpoint_objects", {}).values():
+        if hasattr(obj, "sync"):  # collective: e.g. the streaming loader gathers every rank's stream position
+            obj.sync(accelerator)
     # Replicated (DDP) training: rank 0 holds everything, so only rank 0 writes. Sharded (FSDP, DeepSpeed): every
     # rank writes its shard. Per-rank RNG files are not needed to resume exactly (see `training_batches`).
     sharded = accelerator.distributed_type not in (
