@@ -47,6 +47,7 @@ from toolkit.data import (  # noqa: E402
     train_wordpiece,
 )
 from toolkit.data.mlm import DataCollatorForMLM, build_sentence_pairs, pair_to_features  # noqa: E402
+from toolkit.data.task_text import add_task_text  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
 from toolkit.hub import CardInfo, CardMetric, push_folder, write_model_card  # noqa: E402
 from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForMaskedLM, ToolkitBertForPreTraining  # noqa: E402
@@ -64,6 +65,7 @@ from toolkit.training import (  # noqa: E402
     save_checkpoint,
     save_final_model,
     sharded_checkpoints,
+    start_training_clock,
     time_budget_exceeded,
     total_training_steps,
     training_batches,
@@ -116,6 +118,16 @@ class MLMArguments:
     short_seq_prob: float = field(default=0.1, metadata={"help": "NSP/SOP: probability of a shorter pair."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens selected for prediction."})
     whole_word_mask: bool = field(default=False, metadata={"help": "Mask whole WordPiece words."})
+    extra_text_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Task-adaptive pretraining (Gururangan et al. 2020): add one text column of this file (e.g. the "
+            "task's train.tsv; labels are dropped) to the training text."
+        },
+    )
+    extra_text_column: str | None = field(
+        default=None, metadata={"help": "Column of --extra_text_file holding the text (default: text)."}
+    )
     fill_mask_text: str = field(
         default="The meaning of life is [MASK].", metadata={"help": "Sentence for the final fill-mask sample."}
     )
@@ -270,6 +282,11 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     if "train" not in raw:
         raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
     check_columns(raw["train"], [data_args.text_column], "the training data")
+    if mlm_args.extra_text_file:
+        with accelerator.main_process_first():
+            raw["train"] = add_task_text(
+                raw["train"], mlm_args.extra_text_file, mlm_args.extra_text_column, data_args.text_column
+            )
     tokenizer_dir = os.path.join(args.output_dir, TOKENIZER_DIR)
     with accelerator.main_process_first():
         source = model_args.tokenizer_name or model_args.model_name_or_path
@@ -363,9 +380,9 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
 
     # --- training loop ---
     progress = ProgressLogger(accelerator, total_steps, state, args.logging_steps)
-    train_start = time.perf_counter()  # --max_time_minutes budgets the training loop (not data preparation)
     if state.global_step == 0 and args.eval_steps:
         progress.record(evaluate(model, eval_loader, accelerator, with_pairs))
+    train_start = start_training_clock(scheduler)  # --max_time_minutes budgets the training loop only
     eval_metrics = {}
     for batch in training_batches(accelerator, train_loader, state, num_epochs):
         with accelerator.accumulate(model):
@@ -387,7 +404,9 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
             progress.record(eval_metrics)
         if args.save_steps and state.global_step % args.save_steps == 0:
             save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
-        if state.global_step >= total_steps or time_budget_exceeded(accelerator, train_start, args.max_time_minutes):
+        if state.global_step >= total_steps or time_budget_exceeded(
+            accelerator, train_start, args.max_time_minutes, scheduler
+        ):
             break
     progress.log(scheduler.get_last_lr()[0])  # flush a partial logging window
     progress.close()
@@ -410,6 +429,8 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     if accelerator.is_main_process:
         write_json(os.path.join(args.output_dir, "log_history.json"), state.log_history)
         data_name = data_args.dataset_name or data_args.train_file or "text"
+        if mlm_args.extra_text_file:
+            data_name = f"{data_name} + {mlm_args.extra_text_file} ({mlm_args.extra_text_column or 'text'} column)"
         eval_name = data_args.validation_file or data_name
         write_model_card(
             args.output_dir,

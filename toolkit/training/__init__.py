@@ -21,9 +21,10 @@ from toolkit.training.loop import (
     training_batches,
     write_json,
 )
-from toolkit.training.optim import create_optimizer, create_scheduler
+from toolkit.training.optim import BudgetScheduler, create_optimizer, create_scheduler, start_training_clock
 
 __all__ = [
+    "BudgetScheduler",
     "TrainState",
     "TrainingArguments",
     "ProgressLogger",
@@ -41,6 +42,7 @@ __all__ = [
     "save_final_model",
     "time_budget_exceeded",
     "total_training_steps",
+    "start_training_clock",
     "training_batches",
     "write_json",
 ]
