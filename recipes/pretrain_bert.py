@@ -98,10 +98,19 @@ class BertModelArguments:
     sparse_prediction: bool = field(default=True, metadata={"help": "Run the MLM head on masked positions only."})
     pad_vocab_to_multiple_of: int = field(default=8, metadata={"help": "Pad the embedding rows (GPU efficiency)."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager."})
+    classifier_pooling: str = field(
+        default="cls",
+        metadata={
+            "help": "Written to the config for fine-tuning: cls (tanh pooler on [CLS]) or mean (masked mean of the "
+            "last layer; better for briefly MLM-pretrained encoders, see recipes/configs/bert/cpu_budget.yaml)."
+        },
+    )
 
     def __post_init__(self):
         if self.hidden_act not in ("gelu", "gelu_new", "relu", "geglu", "swiglu"):
             raise ValueError(f"hidden_act '{self.hidden_act}' is not one of gelu, gelu_new, relu, geglu, swiglu")
+        if self.classifier_pooling not in ("cls", "mean"):
+            raise ValueError(f"classifier_pooling '{self.classifier_pooling}' is not one of cls, mean")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError("hidden_size must be a multiple of num_attention_heads")
 
@@ -353,6 +362,7 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
             sparse_prediction=model_args.sparse_prediction,
             pad_vocab_to_multiple_of=model_args.pad_vocab_to_multiple_of,
             attn_implementation=model_args.attn_implementation,
+            classifier_pooling=model_args.classifier_pooling,
             pad_token_id=tokenizer.pad_token_id,
             cls_token_id=tokenizer.cls_token_id,
             sep_token_id=tokenizer.sep_token_id,
