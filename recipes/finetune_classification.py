@@ -75,8 +75,8 @@ from toolkit.training import (  # noqa: E402
 )
 from toolkit.training.backbone_defaults import CLASSIFICATION_DEFAULTS, apply_defaults, describe  # noqa: E402
 from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded  # noqa: E402
-from toolkit.training.report import finish_run, run_header  # noqa: E402
 from toolkit.training.preflight import check_positions, field_default, model_config_dict  # noqa: E402
+from toolkit.training.report import finish_run, run_header  # noqa: E402
 
 METRICS = ("accuracy", "macro_f1", "matthews_correlation")
 

@@ -47,6 +47,7 @@ from toolkit.data import (  # noqa: E402
 )
 from toolkit.data.mlm import DataCollatorForMLM, build_sentence_pairs, pair_to_features  # noqa: E402
 from toolkit.data.streaming import build_streaming_data, check_streaming_args, open_text_streams  # noqa: E402
+from toolkit.data.task_text import add_task_text  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
 from toolkit.hub import CardInfo, CardMetric, data_label, hub_datasets, write_model_card  # noqa: E402
 from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForMaskedLM, ToolkitBertForPreTraining  # noqa: E402
@@ -65,6 +66,7 @@ from toolkit.training import (  # noqa: E402
     save_checkpoint,
     save_final_model,
     sharded_checkpoints,
+    start_training_clock,
     time_budget_exceeded,
     total_training_steps,
     training_batches,
@@ -98,10 +100,19 @@ class BertModelArguments:
     sparse_prediction: bool = field(default=True, metadata={"help": "Run the MLM head on masked positions only."})
     pad_vocab_to_multiple_of: int = field(default=8, metadata={"help": "Pad the embedding rows (GPU efficiency)."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa or eager."})
+    classifier_pooling: str = field(
+        default="cls",
+        metadata={
+            "help": "Written to the config for fine-tuning: cls (tanh pooler on [CLS]) or mean (masked mean of the "
+            "last layer; better for briefly MLM-pretrained encoders, see recipes/configs/bert/cpu_budget.yaml)."
+        },
+    )
 
     def __post_init__(self):
         if self.hidden_act not in ("gelu", "gelu_new", "relu", "geglu", "swiglu"):
             raise ValueError(f"hidden_act '{self.hidden_act}' is not one of gelu, gelu_new, relu, geglu, swiglu")
+        if self.classifier_pooling not in ("cls", "mean"):
+            raise ValueError(f"classifier_pooling '{self.classifier_pooling}' is not one of cls, mean")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError("hidden_size must be a multiple of num_attention_heads")
 
@@ -118,6 +129,16 @@ class MLMArguments:
     short_seq_prob: float = field(default=0.1, metadata={"help": "NSP/SOP: probability of a shorter pair."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens selected for prediction."})
     whole_word_mask: bool = field(default=False, metadata={"help": "Mask whole WordPiece words."})
+    extra_text_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Task-adaptive pretraining (Gururangan et al. 2020): add one text column of this file (e.g. the "
+            "task's train.tsv; labels are dropped) to the training text."
+        },
+    )
+    extra_text_column: str | None = field(
+        default=None, metadata={"help": "Column of --extra_text_file holding the text (default: text)."}
+    )
     fill_mask_text: str = field(
         default="The meaning of life is [MASK].", metadata={"help": "Sentence for the final fill-mask sample."}
     )
@@ -287,6 +308,11 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     if "train" not in raw:
         raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
     check_columns(raw["train"], [data_args.text_column], "the training data")
+    if mlm_args.extra_text_file:
+        with accelerator.main_process_first():
+            raw["train"] = add_task_text(
+                raw["train"], mlm_args.extra_text_file, mlm_args.extra_text_column, data_args.text_column
+            )
     tokenizer_dir = os.path.join(args.output_dir, TOKENIZER_DIR)
     with accelerator.main_process_first():
         source = model_args.tokenizer_name or model_args.model_name_or_path
@@ -367,6 +393,7 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
             sparse_prediction=model_args.sparse_prediction,
             pad_vocab_to_multiple_of=model_args.pad_vocab_to_multiple_of,
             attn_implementation=model_args.attn_implementation,
+            classifier_pooling=model_args.classifier_pooling,
             pad_token_id=tokenizer.pad_token_id,
             cls_token_id=tokenizer.cls_token_id,
             sep_token_id=tokenizer.sep_token_id,
@@ -390,7 +417,9 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     scheduler = create_scheduler(optimizer, args, total_steps)
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
     # the scheduler and, when streaming, every rank's stream position: JSON, not pickle
-    register_checkpoint_state(accelerator, scheduler=scheduler, **({"train_stream": train_loader} if data_args.streaming else {}))
+    register_checkpoint_state(
+        accelerator, scheduler=scheduler, **({"train_stream": train_loader} if data_args.streaming else {})
+    )
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
     train_collator.state = state
     if accelerator.is_main_process:
@@ -403,9 +432,9 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
         unit=f"examples of <= {mlm_args.max_seq_length} tokens",
     )  # fmt: skip
     progress = ProgressLogger(accelerator, total_steps, state, args.logging_steps)
-    train_start = time.perf_counter()  # --max_time_minutes budgets the training loop (not data preparation)
     if state.global_step == 0 and args.eval_steps:
         progress.record(evaluate(model, eval_loader, accelerator, with_pairs))
+    train_start = start_training_clock(scheduler)  # --max_time_minutes budgets the training loop only
     eval_metrics = {}
     if data_args.streaming:
         batches = train_loader.batches(accelerator, state)
@@ -432,10 +461,11 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
             eval_metrics = evaluate(model, eval_loader, accelerator, with_pairs)
             progress.record(eval_metrics)
         if args.save_steps and state.global_step % args.save_steps == 0:
-            if data_args.streaming:
             save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
         exit_if_preempted(accelerator, args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
-        if state.global_step >= total_steps or time_budget_exceeded(accelerator, train_start, args.max_time_minutes):
+        if state.global_step >= total_steps or time_budget_exceeded(
+            accelerator, train_start, args.max_time_minutes, scheduler
+        ):
             break
     progress.log(scheduler.get_last_lr()[0])  # flush a partial logging window
     progress.close()
@@ -458,6 +488,8 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     unwrapped = save_final_model(accelerator, model, tokenizer, args.output_dir, run_config, final_metrics)
     if accelerator.is_main_process:
         data_name = data_label(data_args)
+        if mlm_args.extra_text_file:
+            data_name = f"{data_name} + {os.path.basename(mlm_args.extra_text_file)} ({mlm_args.extra_text_column or 'text'} column)"
         eval_name = (
             os.path.basename(os.path.normpath(data_args.validation_file)) if data_args.validation_file else data_name
         )

@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from toolkit import config  # noqa: E402
 from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets  # noqa: E402
 from toolkit.data.streaming import refuse_streaming  # noqa: E402
+from toolkit.data.task_text import add_task_text  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
 from toolkit.hub import CardInfo, CardMetric, data_label, hub_datasets, write_model_card  # noqa: E402
 from toolkit.models.elmo import (  # noqa: E402
@@ -62,6 +63,7 @@ from toolkit.training import (  # noqa: E402
     register_checkpoint_state,
     save_checkpoint,
     save_final_model,
+    start_training_clock,
     time_budget_exceeded,
     total_training_steps,
     training_batches,
@@ -148,6 +150,16 @@ class ElmoDataArguments:
         default=True, metadata={"help": "Carry LSTM states across consecutive windows of a row (bilm-tf)."}
     )
     eval_window_length: int = field(default=50, metadata={"help": "Words per evaluation window (states carried)."})
+    extra_text_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Task-adaptive pretraining (Gururangan et al. 2020): add one text column of this file (e.g. the "
+            "task's train.tsv; labels are dropped) to the training text."
+        },
+    )
+    extra_text_column: str | None = field(
+        default=None, metadata={"help": "Column of --extra_text_file holding the text (default: text)."}
+    )
 
     def __post_init__(self):
         if self.window_length < 2 or self.eval_window_length < 2:
@@ -370,6 +382,11 @@ def main(
     if "train" not in raw:
         raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
     check_columns(raw["train"], [data_args.text_column], "the training data")
+    if elmo_args.extra_text_file:
+        with accelerator.main_process_first():
+            raw["train"] = add_task_text(
+                raw["train"], elmo_args.extra_text_file, elmo_args.extra_text_column, data_args.text_column
+            )
     tokenizer_dir = os.path.join(args.output_dir, TOKENIZER_DIR)
     with accelerator.main_process_first():
         source = model_args.tokenizer_name or model_args.model_name_or_path
@@ -450,9 +467,9 @@ def main(
         start_step=state.global_step,
     )  # fmt: skip
     progress = ProgressLogger(accelerator, total_steps, state, args.logging_steps)
-    train_start = time.perf_counter()
     if state.global_step == 0 and args.eval_steps:
         progress.record(evaluate(model, eval_loader, accelerator))
+    train_start = start_training_clock(scheduler)  # --max_time_minutes budgets the training loop only
     eval_metrics = {}
     for batch in training_batches(accelerator, train_loader, state, num_epochs):
         batch = send_to_device(batch, accelerator.device, non_blocking=True)
@@ -485,7 +502,9 @@ def main(
         if args.save_steps and state.global_step % args.save_steps == 0:
             save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
         exit_if_preempted(accelerator, args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
-        if state.global_step >= total_steps or time_budget_exceeded(accelerator, train_start, args.max_time_minutes):
+        if state.global_step >= total_steps or time_budget_exceeded(
+            accelerator, train_start, args.max_time_minutes, scheduler
+        ):
             break
     progress.log(scheduler.get_last_lr()[0])  # flush a partial logging window
     progress.close()
@@ -508,6 +527,8 @@ def main(
     unwrapped = save_final_model(accelerator, model, tokenizer, args.output_dir, run_config, final_metrics)
     if accelerator.is_main_process:
         data_name = data_label(data_args)
+        if elmo_args.extra_text_file:
+            data_name = f"{data_name} + {os.path.basename(elmo_args.extra_text_file)} ({elmo_args.extra_text_column or 'text'} column)"
         eval_name = (
             os.path.basename(os.path.normpath(data_args.validation_file)) if data_args.validation_file else data_name
         )

@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import difflib
 import os
-import sys
 from typing import Any
 
 import yaml

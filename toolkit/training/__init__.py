@@ -22,11 +22,12 @@ from toolkit.training.loop import (
     training_batches,
     write_json,
 )
-from toolkit.training.optim import create_optimizer, create_scheduler
+from toolkit.training.optim import BudgetScheduler, create_optimizer, create_scheduler, start_training_clock
 from toolkit.training.preemption import EXIT_PREEMPTED, exit_if_preempted
 from toolkit.training.run_options import prepare_run
 
 __all__ = [
+    "BudgetScheduler",
     "EXIT_PREEMPTED",
     "exit_if_preempted",
     "prepare_run",
@@ -48,6 +49,7 @@ __all__ = [
     "save_final_model",
     "time_budget_exceeded",
     "total_training_steps",
+    "start_training_clock",
     "training_batches",
     "write_json",
 ]

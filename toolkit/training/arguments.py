@@ -43,7 +43,11 @@ class TrainingArguments:
     max_steps: int = field(default=-1, metadata={"help": "Total optimizer steps; overrides num_train_epochs if > 0."})
     num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the training data."})
     max_time_minutes: float | None = field(
-        default=None, metadata={"help": "Stop training after this wall-clock budget (checked at logging steps)."}
+        default=None,
+        metadata={
+            "help": "Wall-clock budget of the training loop: training stops when it is spent, and warmup and decay "
+            "follow the spent share of it (or of max_steps, whichever ends first). Not bit-reproducible."
+        },
     )
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Micro-batch size per process."})
     per_device_eval_batch_size: int = field(default=8, metadata={"help": "Evaluation batch size per process."})
@@ -55,6 +59,13 @@ class TrainingArguments:
     adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
     lr_scheduler_type: str = field(default="linear", metadata={"help": f"One of {', '.join(SCHEDULERS)}."})
     warmup_steps: int = field(default=0, metadata={"help": "Linear warmup steps."})
+    warmup_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Linear warmup as a fraction of training (of the time budget when --max_time_minutes is set); "
+            "overrides warmup_steps when > 0."
+        },
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 disables)."})
     eval_steps: int = field(default=500, metadata={"help": "Evaluate every N optimizer steps (0: only at the end)."})
     save_steps: int = field(default=500, metadata={"help": "Checkpoint every N optimizer steps (0: never)."})
@@ -82,6 +93,8 @@ class TrainingArguments:
             raise ValueError(f"lr_scheduler_type '{self.lr_scheduler_type}' is not one of {', '.join(SCHEDULERS)}")
         if self.report_to not in TRACKERS:
             raise ValueError(f"report_to '{self.report_to}' is not one of {', '.join(TRACKERS)}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         check_tracker_installed(self.report_to)
         if self.gradient_accumulation_steps < 1:
             raise ValueError("gradient_accumulation_steps must be >= 1")

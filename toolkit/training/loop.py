@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from toolkit.errors import UserError
 from toolkit.training import preemption
 from toolkit.training.checkpoint import TrainState
+from toolkit.training.optim import BudgetScheduler
 
 
 def make_accelerator(args, **kwargs) -> Accelerator:
@@ -219,10 +220,15 @@ class ProgressLogger:
         return line
 
 
-def time_budget_exceeded(accelerator: Accelerator, start: float, max_minutes: float | None) -> bool:
-    """Whether the wall-clock budget is spent, agreed by all processes (rank 0's clock decides)."""
+def time_budget_exceeded(accelerator: Accelerator, start: float, max_minutes: float | None, scheduler=None) -> bool:
+    """Whether the wall-clock budget is spent, agreed by all processes (rank 0's clock decides).
+
+    Given the run's time-driven `BudgetScheduler`, its clock decides: it counts the training time of the runs a
+    resumed run continues, so the budget is for the whole training, not for each restart."""
     if not max_minutes:
         return False
+    if isinstance(scheduler, BudgetScheduler):
+        return scheduler.budget_spent()
     spent = time.perf_counter() - start > 60 * max_minutes
     if accelerator.num_processes == 1:
         return spent  # no device tensor, so no host-device synchronisation in the step loop

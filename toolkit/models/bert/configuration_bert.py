@@ -53,6 +53,9 @@ class ToolkitBertConfig(PretrainedConfig):
             negative value and are sliced off the returned logits.
         classifier_dropout (`float`, *optional*): dropout before the sequence-classification layer; falls back to
             `hidden_dropout_prob`.
+        classifier_pooling (`str`, defaults to `"cls"`): what sequence classification reads: `"cls"` (the tanh
+            pooler on [CLS], as BERT) or `"mean"` (the masked mean of the last layer, which suits encoders
+            pretrained with MLM only and briefly, whose [CLS] vector carries little).
         initializer_range (`float`, defaults to 0.02): std of the normal initialisation (as BERT).
         pad_token_id, cls_token_id, sep_token_id, mask_token_id (`int`): special token ids (BERT WordPiece
             defaults 0, 101, 102, 103).
@@ -83,6 +86,7 @@ class ToolkitBertConfig(PretrainedConfig):
         tie_word_embeddings=True,
         pad_vocab_to_multiple_of=1,
         classifier_dropout=None,
+        classifier_pooling="cls",
         initializer_range=0.02,
         pad_token_id=0,
         cls_token_id=101,
@@ -126,6 +130,9 @@ class ToolkitBertConfig(PretrainedConfig):
         self.unpadded_attention = unpadded_attention
         self.pad_vocab_to_multiple_of = pad_vocab_to_multiple_of
         self.classifier_dropout = classifier_dropout
+        if classifier_pooling not in ("cls", "mean"):
+            raise ValueError(f"classifier_pooling '{classifier_pooling}' is not one of cls, mean")
+        self.classifier_pooling = classifier_pooling
         self.initializer_range = initializer_range
         self.cls_token_id = cls_token_id
         self.sep_token_id = sep_token_id

@@ -732,7 +732,14 @@ class ToolkitBertForSequenceClassification(ToolkitBertPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.classifier(self.dropout(enc.pooler_output))  # (B, num_labels)
+        if getattr(self.config, "classifier_pooling", "cls") == "mean":  # masked mean of the last layer
+            hidden = enc.last_hidden_state  # (B, T, C)
+            mask = torch.ones(hidden.shape[:2], device=hidden.device) if attention_mask is None else attention_mask
+            mask = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, C)
+        else:
+            pooled = enc.pooler_output
+        logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
         loss = None
         if labels is not None:
             if self.config.problem_type is None:

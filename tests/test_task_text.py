@@ -1,0 +1,62 @@
+"""Task-adaptive pretraining text (--extra_text_file / --extra_text_column): the task's text column joins the
+pretraining corpus with its labels dropped, the tokenizer learns its words, and mistakes are one-line errors."""
+
+import os
+
+import datasets
+import pytest
+from transformers import AutoTokenizer
+
+from tests.conftest import load_recipe
+from toolkit.data.task_text import add_task_text
+from toolkit.errors import UserError
+
+WORD = "zorblaxian"  # a word only the task text contains
+
+
+def _task_file(tmp_path, rows=40):
+    path = tmp_path / "train.tsv"
+    lines = ["sentence\tlabel"] + [f"a {WORD} film , truly {WORD} number {i}\t{i % 2}" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_rows_are_appended_without_labels(tmp_path):
+    train = datasets.Dataset.from_dict({"text": ["one paragraph", "another"], "doc_id": [0, 3]})
+    merged = add_task_text(train, _task_file(tmp_path, rows=5), "sentence")
+    assert merged.column_names == ["text", "doc_id"]
+    assert len(merged) == 7 and merged["text"][2].startswith(f"a {WORD}")
+    assert set(merged["doc_id"][2:]) == {4}  # one new document after the corpus's own
+    plain = datasets.Dataset.from_dict({"text": ["x"], "label": [1]})  # no doc_id, other columns are dropped
+    assert add_task_text(plain, _task_file(tmp_path, rows=2), "sentence").column_names == ["text"]
+
+
+def test_one_line_errors(tmp_path):
+    train = datasets.Dataset.from_dict({"text": ["a"]})
+    with pytest.raises(
+        UserError, match=r"column 'review' not found in --extra_text_file .*train.tsv.*sentence, label"
+    ):
+        add_task_text(train, _task_file(tmp_path), "review")
+    with pytest.raises(UserError, match="--extra_text_file .*missing.tsv does not exist"):
+        add_task_text(train, str(tmp_path / "missing.tsv"), "sentence")
+
+
+def test_pretrain_bert_sees_the_task_text(tmp_path, capsys):
+    recipe = load_recipe("pretrain_bert")
+    out = str(tmp_path / "run")
+    base = [
+        "--dataset_name", "demo", "--max_train_samples", "100", "--max_eval_samples", "20", "--vocab_size", "400",
+        "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size", "64",
+        "--max_seq_length", "32", "--per_device_train_batch_size", "8", "--max_steps", "2", "--eval_steps", "0",
+        "--save_steps", "0", "--output_dir", out, "--extra_text_file", _task_file(tmp_path),
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        recipe.main(*recipe.parse_args([*base, "--extra_text_column", "review"]))
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "column 'review' not found in --extra_text_file" in errors[0]
+    recipe.main(*recipe.parse_args([*base, "--extra_text_column", "sentence"]))
+    vocab = AutoTokenizer.from_pretrained(os.path.join(out, "tokenizer")).get_vocab()
+    assert WORD in vocab  # the tokenizer was trained on the task text too
+    with open(os.path.join(out, "README.md"), encoding="utf-8") as f:
+        assert "train.tsv (sentence column)" in f.read()  # the card says which text the model saw

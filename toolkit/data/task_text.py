@@ -1,0 +1,42 @@
+"""Task-adaptive pretraining text: add a task's own unlabeled training text to a pretraining corpus.
+
+Gururangan et al. (2020), "Don't Stop Pretraining": masked-LM training on the text of the task itself (its inputs
+only, labels dropped) helps most when labels are few. `add_task_text` reads one text column of a csv / tsv / json /
+jsonl / parquet file (or a plain-text file, one paragraph per row), drops every other column, and appends the rows
+to the training split as one extra document, so packing joins the task's short sentences into full blocks.
+"""
+
+from __future__ import annotations
+
+import datasets
+
+from toolkit.data.loading import _load_split_files, check_columns, expand_files
+from toolkit.errors import UserError
+
+OPTION = "--extra_text_file"
+
+
+def add_task_text(train, path: str, column: str | None, text_column: str = "text", strip: bool = True):
+    """`train` with the non-empty rows of `column` of `path` appended (as `text_column`, one new `doc_id`).
+
+    `column` may be None for plain-text files (their paragraphs are the rows). Raises `UserError` (one line, naming
+    the file and the column) when the file cannot be read or lacks the column, before any tokenization.
+    """
+    if isinstance(train, datasets.IterableDataset):
+        raise UserError(f"{OPTION} does not work with --streaming; drop one of them")
+    extra = _load_split_files(expand_files(path, OPTION), OPTION, strip, streaming=False)
+    column = column or "text"
+    check_columns(extra, [column], f"{OPTION} {path} (set --extra_text_column)")
+    extra = extra.select_columns([column])
+    if column != text_column:
+        extra = extra.rename_column(column, text_column)
+    extra = extra.filter(lambda row: isinstance(row[text_column], str) and bool(row[text_column].strip()))
+    if len(extra) == 0:
+        raise UserError(f"{OPTION} {path}: column '{column}' holds no text")
+    keep = [text_column] + (["doc_id"] if "doc_id" in train.column_names else [])
+    train = train.select_columns(keep)
+    if "doc_id" in keep:
+        new_doc = max(train["doc_id"], default=-1) + 1
+        extra = extra.add_column("doc_id", [new_doc] * len(extra))
+    extra = extra.cast(train.features)  # e.g. string vs large_string of another file type
+    return datasets.concatenate_datasets([train, extra])
