@@ -265,7 +265,10 @@ def test_convert_minilm_package(tmp_path):
     ref = BertModel.from_pretrained(src).eval()
     with torch.no_grad():
         got, exp = ours(**batch), ref(**batch)
-    torch.testing.assert_close(got.last_hidden_state, exp.last_hidden_state)
+    # Real tokens only: what a padded position computes is not defined by BERT (transformers 5.24's SDPA path gives
+    # values 2e-5 apart from ours there, 2e-6 at real positions).
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(got.last_hidden_state[real], exp.last_hidden_state[real])
     torch.testing.assert_close(got.pooler_output, exp.pooler_output)
 
 
