@@ -213,7 +213,7 @@ def resolve(config: str, flags: list[str], tmp_path) -> dict:
 
 
 def test_every_task_config_is_covered():
-    assert len(TASK_CONFIGS) == 10, TASK_CONFIGS
+    assert len(TASK_CONFIGS) >= 10, TASK_CONFIGS  # sst2_* x4, multi30k_* x4, dialogsum_* x2 (and any added later)
 
 
 @pytest.mark.parametrize("config", TASK_CONFIGS)
