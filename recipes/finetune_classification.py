@@ -106,11 +106,11 @@ class ClassificationArguments:
     elmo_full_finetune: bool = field(
         default=False, metadata={"help": "ELMo: fine-tune the biLM too (default: frozen biLM, learned scalar mix)."}
     )
-    elmo_word_embeddings: bool | None = field(
-        default=None,
+    elmo_word_embeddings: bool = field(
+        default=False,
         metadata={
             "help": "ELMo: concatenate a trainable word embedding (vocabulary of the training texts) with the ELMo "
-            "vector at the task BiLSTM's input (Peters et al., 2018). Default: on for a frozen biLM, off otherwise."
+            "vector at the task BiLSTM's input (Peters et al., 2018)."
         },
     )
     elmo_word_embedding_dim: int = field(default=128, metadata={"help": "ELMo: width of that word embedding."})
@@ -265,10 +265,7 @@ def build_model(args: ClassificationArguments, train_items, id2label, label2id, 
     tokenizer = AutoTokenizer.from_pretrained(path)
     if model_type == "toolkit_elmo":
         overrides["freeze_bilm"] = not args.elmo_full_finetune
-        word_channel = args.elmo_word_embeddings
-        if word_channel is None:
-            word_channel = not args.elmo_full_finetune
-        if word_channel and not getattr(tokenizer, "task_words", None):  # a biLM: the task vocabulary is new
+        if args.elmo_word_embeddings and not getattr(tokenizer, "task_words", None):  # new task vocabulary
             texts = [item["text"] for item in train_items] + [item.get("text_pair") or "" for item in train_items]
             tokenizer.set_task_words(
                 tokenizer.build_task_words(texts, args.scratch_vocab_size, args.scratch_min_frequency)

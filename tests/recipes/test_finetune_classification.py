@@ -291,7 +291,16 @@ def test_hf_bert_folder_is_converted(data, tmp_path):
     assert chosen["weight_decay"] == 0.01 and chosen["group_by_length"] is True and "learning_rate" not in chosen
 
 
-def test_elmo_backbone_frozen_by_default(data, tmp_path):
+@pytest.mark.parametrize(
+    "extra",
+    # without the word channel: the schedule this test was written with (before per-backbone defaults)
+    [
+        ["--group_by_length", "false", "--max_grad_norm", "1.0", "--warmup_steps", "0"],
+        ["--elmo_word_embeddings", "true"],
+    ],
+    ids=["elmo", "elmo_word_channel"],
+)
+def test_elmo_backbone_frozen_by_default(data, tmp_path, extra):
     from safetensors.torch import load_file
 
     from toolkit.models.elmo import ElmoConfig, ElmoForLanguageModeling, ElmoTokenizerFast
@@ -317,7 +326,7 @@ def test_elmo_backbone_frozen_by_default(data, tmp_path):
     backbone = tmp_path / "elmo"
     ElmoForLanguageModeling(config).save_pretrained(backbone)
     tokenizer.save_pretrained(backbone)
-    results = _run(_recipe(), _args(data, tmp_path / "run", "--model_name_or_path", str(backbone)))
+    results = _run(_recipe(), _args(data, tmp_path / "run", "--model_name_or_path", str(backbone), *extra))
     # a random frozen biLM gives weak features: the head still has to beat chance (1/3) and lower the loss
     assert results["backbone"] == "elmo" and results["validation_accuracy"] > 0.4
     history = json.loads((tmp_path / "run" / "log_history.json").read_text())
@@ -332,12 +341,15 @@ def test_elmo_backbone_frozen_by_default(data, tmp_path):
     assert not torch.equal(
         after["scalar_mix.scalar_parameters"], torch.zeros_like(after["scalar_mix.scalar_parameters"])
     )
-    # frozen biLM: the word channel is on by default, its vocabulary from the training texts saved with the model
+    # the word channel (off by default): its vocabulary from the training texts, saved with the model
     from transformers import AutoTokenizer
 
     saved = AutoTokenizer.from_pretrained(tmp_path / "run")
-    assert "furious" not in saved.task_words and "superb" in saved.task_words
     config = json.loads((tmp_path / "run" / "config.json").read_text())
+    if "--elmo_word_embeddings" not in extra:
+        assert not getattr(saved, "task_words", None) and config["task_word_vocab_size"] == 0
+        return
+    assert "furious" not in saved.task_words and "superb" in saved.task_words
     assert config["task_word_vocab_size"] == len(saved.task_words)
     assert after["task_words.weight"].shape == (len(saved.task_words), 128)
     assert not torch.allclose(after["task_words.weight"][4:], torch.zeros(1))  # trained rows
