@@ -60,3 +60,15 @@ def test_pretrain_bert_sees_the_task_text(tmp_path, capsys):
     assert WORD in vocab  # the tokenizer was trained on the task text too
     with open(os.path.join(out, "README.md"), encoding="utf-8") as f:
         assert "train.tsv (sentence column)" in f.read()  # the card says which text the model saw
+
+
+def test_pretrain_elmo_sees_the_task_text(tmp_path):
+    from tests.recipes.test_pretrain_elmo import TINY as ELMO_TINY
+
+    recipe = load_recipe("pretrain_elmo")
+    out = str(tmp_path / "elmo")
+    argv = [*ELMO_TINY, "--max_steps", "2", "--eval_steps", "0", "--save_steps", "0", "--output_dir", out]
+    recipe.main(
+        *recipe.parse_args([*argv, "--extra_text_file", _task_file(tmp_path), "--extra_text_column", "sentence"])
+    )
+    assert WORD in AutoTokenizer.from_pretrained(out).get_vocab()  # the word vocabulary includes the task text
