@@ -14,6 +14,7 @@ The source tokenizer is `<model>/source_tokenizer/` when that folder exists (e.g
 otherwise the tokenizer saved in `<model>`.
 """
 
+import json
 import os
 from collections.abc import Sequence
 
@@ -162,14 +163,15 @@ def visualize_attention(
     trust_remote_code: bool = False,
 ) -> str:
     """Draw the cross-attention of the model saved in `model_dir` for one sentence pair; returns the image path."""
-    model, source_tokenizer, target_tokenizer = load_for_visualization(model_dir, trust_remote_code)
-    if getattr(model.config, "attention_type", None) == "none":
+    config_file = os.path.join(model_dir, "config.json")
+    if os.path.isfile(config_file) and json.load(open(config_file, encoding="utf-8")).get("attention_type") == "none":
         from toolkit.errors import UserError
 
         raise UserError(
             f"{model_dir} has no attention to draw: it was trained with attention_type 'none' (the decoder sees "
             "only the final encoder state); train with dot, bilinear or additive attention for alignment maps"
         )
+    model, source_tokenizer, target_tokenizer = load_for_visualization(model_dir, trust_remote_code)
     weights, source_tokens, target_tokens = cross_attention_matrix(
         model, source_tokenizer, target_tokenizer, source, target, layer=layer, head=head
     )
