@@ -428,7 +428,7 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
     # --- training loop ---
     run_header(
         accelerator, "pretrain_bert", args, model=model, total_steps=total_steps, num_epochs=num_epochs,
-        data_sizes={"train": len(train_set), "validation": len(eval_set)}, start_step=state.global_step,
+        data_sizes={"train": "streamed" if data_args.streaming else len(train_set), "validation": len(eval_set)}, start_step=state.global_step,
         unit=f"examples of <= {mlm_args.max_seq_length} tokens",
     )  # fmt: skip
     progress = ProgressLogger(accelerator, total_steps, state, args.logging_steps)

@@ -162,8 +162,13 @@ def test_recipe_stopped_between_logging_steps_logs_what_the_uninterrupted_run_lo
             return {h["step"]: h["loss"] for h in json.load(f) if "loss" in h}
 
     full = str(tmp_path / "full")
+    same_threads = {**os.environ, "OMP_NUM_THREADS": "1"}  # as the cut run: other thread counts round differently
     done = subprocess.run(
-        [sys.executable, recipe, *args, "--output_dir", full], capture_output=True, text=True, cwd=REPO
+        [sys.executable, recipe, *args, "--output_dir", full],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=same_threads,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     cut = str(tmp_path / "cut")
@@ -178,7 +183,7 @@ def test_recipe_stopped_between_logging_steps_logs_what_the_uninterrupted_run_lo
     stopped = _stopped_step(stderr)
     resumed = subprocess.run(
         [sys.executable, recipe, *args, "--output_dir", cut, "--resume_from_checkpoint", "latest"],
-        capture_output=True, text=True, cwd=REPO,
+        capture_output=True, text=True, cwd=REPO, env=same_threads,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected = {s: v for s, v in history(full).items() if s > stopped}

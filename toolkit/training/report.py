@@ -27,7 +27,7 @@ def run_header(
     recipe: str,
     train_args,
     *,
-    data_sizes: dict[str, int],
+    data_sizes: dict[str, int | str],
     model,
     total_steps: int,
     num_epochs: float | int,
@@ -50,7 +50,7 @@ def run_header(
         effective = f"{per_device_batch} x {processes * accumulation} ({per_device_batch} per device"
     effective += f" x {processes} process{'es' if processes > 1 else ''} x {accumulation} accumulation)"
     lines = [
-        f"data:       {' | '.join(f'{split} {n:,}' for split, n in data_sizes.items())} {unit}",
+        f"data:       {' | '.join(f'{split} {n:,}' if isinstance(n, int) else f'{split} {n}' for split, n in data_sizes.items())} {unit}",
     ]
     if labels:
         names = [str(v) for v in labels.values()]
