@@ -192,3 +192,24 @@ def test_deepspeed_files_are_checked_with_the_restricted_unpickler(tmp_path):
     with pytest.raises(UserError, match="open, which is not a tensor"):
         verify_deepspeed_files(str(tmp_path))
     assert not marker.exists()
+
+
+def test_fsdp_checkpoint_metadata_is_checked_before_torch_unpickles_it(tmp_path):
+    """torch.distributed.checkpoint reads `.metadata` with plain pickle: real metadata passes the restricted
+    unpickler, a crafted one is refused before anything in it runs."""
+    import torch
+    import torch.distributed.checkpoint as dcp
+
+    from toolkit.errors import UserError
+    from toolkit.training.checkpoint import verify_dcp_metadata
+
+    real = tmp_path / "pytorch_model_fsdp_0"
+    dcp.save({"w": torch.ones(3, 2), "b": torch.zeros(2, dtype=torch.bfloat16)}, checkpoint_id=str(real))
+    assert (real / ".metadata").is_file()
+    verify_dcp_metadata(str(tmp_path))
+    marker = tmp_path / "pwned"
+    with open(real / ".metadata", "wb") as f:
+        pickle.dump(_Payload(str(marker)), f)
+    with pytest.raises(UserError, match="not plain distributed-checkpoint metadata"):
+        verify_dcp_metadata(str(tmp_path))
+    assert not marker.exists()

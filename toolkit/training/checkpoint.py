@@ -278,6 +278,65 @@ def save_checkpoint(accelerator, output_dir: str, state: TrainState, save_total_
     return final
 
 
+_PLAIN_BUILTINS = frozenset(
+    {
+        "set",
+        "frozenset",
+        "slice",
+        "complex",
+        "bytearray",
+        "list",
+        "dict",
+        "tuple",
+        "int",
+        "float",
+        "str",
+        "bytes",
+        "bool",
+    }
+)
+
+
+class _CheckpointMetadataUnpickler(pickle.Unpickler):
+    """Unpickles `torch.distributed.checkpoint` metadata (FSDP2's sharded checkpoints) and nothing else: its own
+    dataclasses, torch's dtype / layout / memory-format / Size values, plain containers. Any other global (a
+    function such as `os.system` or `open`) is refused before it could be called."""
+
+    def find_class(self, module: str, name: str):
+        if module == "torch.distributed.checkpoint" or module.startswith("torch.distributed.checkpoint."):
+            obj = super().find_class(module, name)
+            if isinstance(obj, type):
+                return obj
+        elif module == "torch":
+            obj = getattr(torch, name, None)
+            if obj is torch.Size or isinstance(obj, (torch.dtype, torch.layout, torch.memory_format)):
+                return obj
+        elif (module, name) == ("torch.serialization", "_get_layout"):  # name -> torch.layout, how layouts pickle
+            return super().find_class(module, name)
+        elif module == "pathlib" and name in ("PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath"):
+            return super().find_class(module, name)  # shard file names; building a path object does no I/O
+        elif (module == "builtins" and name in _PLAIN_BUILTINS) or (module, name) == ("collections", "OrderedDict"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in checkpoint metadata")
+
+
+def verify_dcp_metadata(path: str) -> None:
+    """torch's distributed-checkpoint reader (FSDP2 checkpoints) unpickles its `.metadata` file without
+    restriction. Before it runs, read every `.metadata` file with an unpickler that allows only the metadata's own
+    classes and plain values: a file that passes holds no code to run."""
+    for folder, _, names in os.walk(path):
+        for name in sorted(n for n in names if n == ".metadata" or n.endswith(".metadata")):
+            file = os.path.join(folder, name)
+            try:
+                with open(file, "rb") as f:
+                    _CheckpointMetadataUnpickler(f).load()
+            except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as err:
+                raise UserError(
+                    f"checkpoint file {file} is not plain distributed-checkpoint metadata ({str(err)[:120]}); it is "
+                    "not loaded, since unpickling it could run code"
+                ) from None
+
+
 def load_checkpoint(accelerator, path: str) -> TrainState:
     """Restore model, optimizer, scheduler and registered states; return the training position. Options changed
     on resume with --allow_changed_options (see `run_options.prepare_run`) are applied to the optimizer and the
@@ -289,6 +348,7 @@ def load_checkpoint(accelerator, path: str) -> TrainState:
     fresh = snapshot_optimizer_options(scheduler)
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         verify_deepspeed_files(path)
+    verify_dcp_metadata(path)  # FSDP2's sharded state: torch unpickles its `.metadata` unrestricted
     try:
         with warnings.catch_warnings():  # torch's note on a foreign pickle protocol: the error below says it all
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
