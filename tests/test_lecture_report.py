@@ -142,4 +142,22 @@ def test_smoke_preset_end_to_end(tmp_path, shared_data):
         assert (out / png).stat().st_size > 5000, png
     assert not (out / "attention_rnn_none.png").exists()
     text = (out / "REPORT.md").read_text()
-    assert "bert vs scratch" in text and "Attention removes the fixed-vector bottleneck" in text
+    assert "bert vs scratch" in text and "Translation: attention and the Transformer" in text
+    assert "Attention removes the fixed-vector bottleneck" in text or "**Inconclusive**" in text
+
+
+def test_translation_claims_read_the_numbers():
+    rows = [
+        {"name": "rnn_none", "model": "rnn", "attention": "none", "bleu": 10.0, "tokens_per_second": 100.0,
+         "bleu_by_length": [{"source_words": "1-10", "bleu": 14.0}, {"source_words": ">10", "bleu": 6.0}]},
+        {"name": "rnn_dot", "model": "rnn", "attention": "dot", "bleu": 20.0, "tokens_per_second": 90.0,
+         "bleu_by_length": [{"source_words": "1-10", "bleu": 22.0}, {"source_words": ">10", "bleu": 18.0}]},
+        {"name": "transformer", "model": "transformer", "attention": "multi-head", "bleu": 21.0,
+         "tokens_per_second": 180.0, "bleu_by_length": []},
+    ]  # fmt: skip
+    text = "\n".join(report.translation_claims(rows))
+    assert "fixed-vector bottleneck: supported" in text
+    assert "gap grows with source length: yes (1-10 words +8.0, >10 words +12.0" in text
+    assert "Transformer matches or beats the best attention RNN: supported" in text and "(2.00x)" in text
+    tiny = [dict(r, bleu=0.1) for r in rows]
+    assert report.translation_claims(tiny)[0].startswith("- **Inconclusive**")
