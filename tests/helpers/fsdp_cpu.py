@@ -102,3 +102,5 @@ model.eval()
 with torch.no_grad():
     reloaded = model(**batch).loss.item()
 print(f"ok trained {loss.item():.5f} initial {initial:.5f} reloaded {reloaded:.5f}")
+dist.barrier()
+dist.destroy_process_group()  # a clean shutdown: tearing gloo down at interpreter exit can abort ("terminate called")
