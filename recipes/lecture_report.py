@@ -525,12 +525,29 @@ def stage_summarization(args: ReportArguments) -> list[dict]:
 # --- the report ----------------------------------------------------------------------------------------------------------
 
 
-def plot_learning_curves(summary: list[dict], path: str) -> None:
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: str, legend_ax=None) -> None:
+    """Grid (and legend) on, tight layout, PNG at 120 dpi, figure closed."""
+    for ax in fig.axes:
+        ax.grid(alpha=0.3)
+    if legend_ax is not None:
+        legend_ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+
+
+def plot_learning_curves(summary: list[dict], path: str) -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for backbone in dict.fromkeys(r["backbone"] for r in summary):
         points = [r for r in summary if r["backbone"] == backbone]
@@ -545,19 +562,11 @@ def plot_learning_curves(summary: list[dict], path: str) -> None:
     ax.set_xlabel("labelled training examples (log scale)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("Fine-tuning a pretrained backbone vs training from scratch")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, ax)
 
 
 def plot_pretraining(pretrain: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = [(k, v["curve"]) for k, v in pretrain.items() if v.get("curve")]
     if not panels:
         return
@@ -573,18 +582,11 @@ def plot_pretraining(pretrain: dict, path: str) -> None:
             ax.set_ylabel("held-out perplexity (fwd/bwd mean)")
         ax.set_xlabel("optimizer step")
         ax.set_title(f"{NAMES[kind]} pretraining")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_bleu_by_length(rows: list[dict], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if not any(r["bleu_by_length"] for r in rows):
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -594,11 +596,7 @@ def plot_bleu_by_length(rows: list[dict], path: str) -> None:
     ax.set_xlabel("source sentence length (words)")
     ax.set_ylabel("BLEU")
     ax.set_title("Translation quality by source length")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, ax)
 
 
 def classification_claims(summary: list[dict]) -> list[str]:
