@@ -56,3 +56,14 @@ def shared_data():
     if not os.path.isdir(SHARED_DATA):
         pytest.skip("../shared/data not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (in-process recipe runs then match the one-thread subprocess runs)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -53,12 +53,7 @@ def data(tmp_path_factory):
     }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # in-process recipe runs: one thread, as under accelerate
 
 
 def _args(data, output_dir, *extra):

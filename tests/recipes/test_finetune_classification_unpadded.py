@@ -25,12 +25,7 @@ def _write_ragged(path, n, seed):
     return str(path)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # in-process recipe runs: one thread, as under accelerate
 
 
 def test_bert_is_unpadded_by_default_and_equals_the_padded_run(tmp_path):

@@ -20,12 +20,7 @@ def _recipe():
     return load_recipe("finetune_seq2seq")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # in-process recipe runs: one thread, as under accelerate
 
 
 def _write_parallel(prefix, n, seed, source_lang="xx", target_lang="yy", target_lines=None, reverse=True):
