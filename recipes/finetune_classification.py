@@ -73,7 +73,12 @@ from toolkit.training import (  # noqa: E402
     total_training_steps,
     training_batches,
 )
-from toolkit.training.backbone_defaults import CLASSIFICATION_DEFAULTS, apply_defaults, describe  # noqa: E402
+from toolkit.training.backbone_defaults import (  # noqa: E402
+    CLASSIFICATION_DEFAULTS,
+    SMALL_BERT_WIDTH,
+    apply_defaults,
+    describe,
+)
 from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded  # noqa: E402
 from toolkit.training.preflight import check_positions, field_default, model_config_dict  # noqa: E402
 from toolkit.training.report import finish_run, run_header  # noqa: E402
@@ -98,6 +103,13 @@ class ClassificationArguments:
     hidden_dropout_prob: float | None = field(
         default=None,
         metadata={"help": "BERT: dropout inside the encoder (default: the checkpoint's; pretraining often uses 0)."},
+    )
+    freeze_embeddings: bool = field(
+        default=False,
+        metadata={
+            "help": "BERT: keep the pretrained token embeddings fixed, so words absent from a small labelled set keep "
+            "the place pretraining gave them next to the words that are updated."
+        },
     )
     unpad_inputs: bool = field(
         default=True,
@@ -275,8 +287,6 @@ def build_model(args: ClassificationArguments, train_items, id2label, label2id, 
     if args.classifier_dropout is not None:
         overrides["classifier_dropout"] = args.classifier_dropout
     if args.hidden_dropout_prob is not None:
-        if model_type != "toolkit_bert":
-            raise UserError(f"hidden_dropout_prob applies to BERT backbones, not {model_type}")
         overrides["hidden_dropout_prob"] = overrides["attention_probs_dropout_prob"] = args.hidden_dropout_prob
     if model_type == "toolkit_bert":
         overrides["unpad_inputs"] = args.unpad_inputs  # toolkit.models.bert: MosaicBERT/ModernBERT-style unpadding
@@ -284,6 +294,8 @@ def build_model(args: ClassificationArguments, train_items, id2label, label2id, 
     model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
     if model_type == "toolkit_elmo" and hasattr(model, "set_bilm_frozen"):
         model.set_bilm_frozen(not args.elmo_full_finetune)
+    if args.freeze_embeddings:
+        model.get_input_embeddings().requires_grad_(False)
     kind = {"toolkit_bert": "bert", "toolkit_elmo": "elmo"}.get(model_type, model_type)
     return model, tokenizer, kind
 
@@ -336,11 +348,19 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
     refuse_streaming(data_args, "finetune_classification.py")
     accelerator = make_accelerator(train_args)
     resume = prepare_run(accelerator, train_args, args, data_args, train_args)  # output_dir and changed-option checks
-    if args.model_name_or_path != "scratch":  # before the data is read: a bad model or length fails at once
-        positions = model_config_dict(args.model_name_or_path).get("max_position_embeddings")
+    # before the data is read: a bad model, length or BERT-only option fails at once
+    backbone_config = {} if args.model_name_or_path == "scratch" else model_config_dict(args.model_name_or_path)
+    if args.model_name_or_path != "scratch":
         args.max_seq_length = check_positions(
-            args.max_seq_length, positions, args.model_name_or_path, default=field_default(args, "max_seq_length")
+            args.max_seq_length,
+            backbone_config.get("max_position_embeddings"),
+            args.model_name_or_path,
+            default=field_default(args, "max_seq_length"),
         )
+    backbone_type = backbone_config.get("model_type", "scratch")
+    for option in ("freeze_embeddings", "hidden_dropout_prob"):
+        if getattr(args, option) not in (None, False) and backbone_type not in ("toolkit_bert", "bert"):
+            raise UserError(f"{option} applies to BERT backbones, not {backbone_type}")
     output_dir = train_args.output_dir
     os.makedirs(output_dir, exist_ok=True)
 
@@ -363,8 +383,11 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
     # --- model ---
     model, tokenizer, kind = build_model(args, splits["train"], id2label, label2id, output_dir, accelerator)
     # Learning rate, batch size, epochs, schedule... that suit the backbone, for the options the user did not set.
-    defaults_row = {"elmo": "elmo_finetune" if args.elmo_full_finetune else "elmo"}.get(kind, kind)
+    elmo_row = "elmo_finetune" if args.elmo_full_finetune else "elmo_words" if args.elmo_word_embeddings else "elmo"
+    defaults_row = {"elmo": elmo_row}.get(kind, kind)
     defaults_row = {"toolkit_bilstm": "scratch"}.get(defaults_row, defaults_row)
+    if defaults_row == "bert" and model.config.hidden_size < SMALL_BERT_WIDTH:
+        defaults_row = "bert_small"
     backbone_defaults = {}
     if defaults_row in CLASSIFICATION_DEFAULTS:
         backbone_defaults = apply_defaults(

@@ -110,6 +110,13 @@ class ReportArguments:
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Cap the validation set (speed)."})
     classification_flags: str = field(default="", metadata={"help": "Extra finetune_classification.py flags."})
+    elmo_word_embeddings: bool = field(
+        default=True,
+        metadata={
+            "help": "ELMo classifiers also get a trainable word embedding beside the ELMo vector (Peters et al., "
+            "2018), so a frozen biLM does not hide word identity from the task model."
+        },
+    )
     # --- translation ---
     translation_dataset_name: str | None = field(default="bentrevett/multi30k", metadata={"help": "Hub dataset."})
     translation_train_file: str | None = field(default=None, metadata={"help": "Parallel-text prefix (train)."})
@@ -349,6 +356,8 @@ def stage_classification(args: ReportArguments, cls_data: dict) -> list[dict]:
                 "--label_column", args.label_column, "--seed", str(run["seed"]), "--save_steps", "0",
                 *shlex.split(args.classification_flags),
             ]  # fmt: skip
+            if name == "elmo" and args.elmo_word_embeddings:
+                flags += ["--elmo_word_embeddings", "true"]
             run_name = f"{name}_labels{run['labels']}_seed{run['seed']}"
             results = run_recipe(args, "classification", run_name, "finetune_classification", flags)
             rows.append(

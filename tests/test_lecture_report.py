@@ -74,6 +74,26 @@ def test_rerun_skips_finished_runs_and_resumes_cut_ones(tmp_path, monkeypatch, c
     assert "scratch" in open(tmp_path / "REPORT.md").read()
 
 
+@pytest.mark.parametrize("word_channel", [True, False])
+def test_elmo_classifiers_get_the_word_channel(tmp_path, monkeypatch, word_channel):
+    calls = fake_recipe_runs(monkeypatch)
+    for kind in ("bert", "elmo"):  # the pretrain stage's outputs, as a finished run leaves them
+        os.makedirs(tmp_path / "runs" / "pretrain" / kind)
+        (tmp_path / "runs" / "pretrain" / kind / "config.json").write_text("{}")
+    argv = [
+        "--output_dir", str(tmp_path), "--stages", "classification", "--backbones", "scratch", "elmo", "bert",
+        "--classification_dataset_name", "demo", "--classification_dataset_config_name", "classification",
+        "--text_column", "text", "--label_budgets", "50", "--seeds", "0",
+        "--elmo_word_embeddings", str(word_channel).lower(),
+    ]  # fmt: skip
+    report.main(*report.parse_args(argv))
+    flags = {os.path.basename(c[c.index("--output_dir") + 1]).split("_")[0]: c for c in calls}
+    assert set(flags) == {"scratch", "elmo", "bert"}
+    for name, cmd in flags.items():
+        has_channel = "--elmo_word_embeddings" in cmd and cmd[cmd.index("--elmo_word_embeddings") + 1] == "true"
+        assert has_channel == (word_channel and name == "elmo"), name
+
+
 def test_unknown_stage_is_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, os.path.join(REPO, "recipes", "lecture_report.py"), "--stages", "pretrain,finetune",

@@ -258,6 +258,31 @@ def test_toolkit_bert_backbone(data, tmp_path):
     assert config["model_type"] == "toolkit_bert" and config["id2label"]["2"] == "pos"
 
 
+def test_narrow_bert_gets_the_small_row_and_frozen_embeddings_stay(data, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    backbone = _tiny_bert_dir(tmp_path / "bert", data)
+    argv = _args(data, tmp_path / "run", "--model_name_or_path", str(backbone), "--freeze_embeddings", "true")
+    del argv[argv.index("--learning_rate") : argv.index("--learning_rate") + 2]  # let the defaults choose it
+    results = _run(_recipe(), argv)
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("defaults for the")][-1]
+    assert line.startswith("defaults for the bert_small backbone") and "learning_rate=0.001" in line
+    chosen = json.loads((tmp_path / "run" / "run_config.json").read_text())["backbone_defaults"]
+    assert chosen["learning_rate"] == 1e-3 and results["validation_accuracy"] > 0.4
+    before, after = load_file(backbone / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    (word,) = [k for k in after if k.endswith("word_embeddings.weight")]
+    torch.testing.assert_close(after[word], before[word], rtol=0, atol=0)  # frozen
+    layer = next(k for k in after if ".layers.0." in k and k.endswith("weight") and k in before)
+    assert not torch.equal(after[layer], before[layer])  # the encoder did train
+
+    with pytest.raises(SystemExit) as info:  # scratch has no pretrained embeddings to keep
+        _run(_recipe(), _args(data, tmp_path / "scratch", "--freeze_embeddings", "true"))
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: freeze_embeddings applies to BERT backbones, not scratch"
+    )
+
+
 def test_hf_bert_folder_is_converted(data, tmp_path):
     from transformers import BertConfig, BertModel
 
