@@ -119,7 +119,7 @@ def test_streaming_one_line_errors(extra, message, tmp_path, capsys):
     assert message in err[-1] and err[-1].startswith("error: ")
 
 
-@pytest.mark.parametrize("name", ["finetune_classification", "finetune_seq2seq", "pretrain_elmo"])
+@pytest.mark.parametrize("name", ["finetune_classification", "finetune_seq2seq"])
 def test_recipes_that_load_whole_refuse_streaming(name, tmp_path, capsys):
     recipe = load_recipe(name)
     args = ["--dataset_name", "demo", "--streaming", "--output_dir", str(tmp_path / "x")]

@@ -511,13 +511,25 @@ def fresh_position() -> dict:
 class PackedStream:
     """The examples of stream `index` of `num_streams`: its shards of each pass, packed, shuffled in windows."""
 
-    def __init__(self, source: TextStream, packer: Packer, seed: int, buffer_size: int, index: int, num_streams: int):
+    def __init__(
+        self,
+        source: TextStream,
+        packer,
+        seed: int,
+        buffer_size: int,
+        index: int,
+        num_streams: int,
+        shuffle_shards=None,
+    ):
         self.source, self.packer, self.seed = source, packer, seed
         self.buffer_size, self.index, self.num_streams = buffer_size, index, num_streams
+        # shards are visited in a new seeded order every pass when examples are shuffled (or when asked explicitly)
+        self.shuffle_shards = buffer_size > 1 if shuffle_shards is None else shuffle_shards
+        self.rows_per_read = ROWS_PER_READ  # rows per tokenizer call; a window re-read on resume is at least one read
 
     def shards_of_pass(self, p: int) -> list[int]:
         order = list(range(len(self.source.shards)))
-        if self.buffer_size > 1:
+        if self.shuffle_shards:
             random.Random(mix(self.seed, p)).shuffle(order)
         return order[self.index :: self.num_streams]
 
@@ -538,7 +550,7 @@ class PackedStream:
                 if reader is not None:
                     reader.close()
                 reader = self.source.reader(shard, st["pos"])
-            texts, docs = reader.read(ROWS_PER_READ)
+            texts, docs = reader.read(self.rows_per_read)
             if texts:
                 out.extend(self.packer.rows(texts, docs, st, shard))
                 st["pos"] = reader.pos
@@ -647,10 +659,10 @@ class StreamingLoader:
     checkpoint (`sync` + `state_dict` / `load_state_dict`, registered with `accelerator.register_for_checkpointing`)
     and the time the loop waits for data."""
 
-    def __init__(self, accelerator, source, packer, collator, args, buffer_size: int, fingerprint: dict):
+    def __init__(self, accelerator, source, packer, collator, args, buffer_size: int, fingerprint: dict, dataset=None):
         self.accelerator = accelerator
         self.num_workers = args.dataloader_num_workers
-        self.dataset = StreamDataset(
+        self.dataset = dataset or StreamDataset(
             source,
             packer,
             collator,
@@ -739,7 +751,11 @@ class StreamingLoader:
             self.dataset.positions[meta["stream"]] = meta["position"]
             self.next_stream = (meta["stream"] + 1) % self.dataset.num_workers
             self.consumed += 1
+            self.on_batch(meta)
             yield {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def on_batch(self, meta: dict) -> None:
+        """Called with each batch's metadata before the batch is handed to the loop (subclasses: per-stream state)."""
 
     def _trace(self, ids: list[int]) -> None:
         path = os.path.join(os.environ[TRACE_ENV], f"stream_ids_rank{self.accelerator.process_index}.txt")
@@ -814,5 +830,5 @@ def refuse_streaming(data_args, recipe: str) -> None:
     if data_args.streaming:
         raise UserError(
             f"--streaming is not supported by {recipe}: it loads its data whole (use --max_train_samples / "
-            "--max_eval_samples to bound it); streaming is implemented in recipes/pretrain_bert.py"
+            "--max_eval_samples to bound it); streaming is implemented in recipes/pretrain_bert.py and recipes/pretrain_elmo.py"
         )
