@@ -110,3 +110,33 @@ def test_validation_rows_are_held_out(source):
     assert held == everything[:50]
     rest = [t for batch in source.iter(batch_size=100) for t in batch["text"]]
     assert rest == everything[50:]
+
+
+def test_collated_batches_match_the_recipes_collator(tokenizer, source):
+    """The character-CNN plan made from sorted row bytes equals `character_cnn_plan` (torch.unique), and the batch
+    holds what the in-memory recipe's windows hold."""
+    import torch
+
+    from tests.conftest import load_recipe
+    from toolkit.data.elmo_streaming import WindowCollator
+    from toolkit.models.elmo import ElmoConfig, ElmoForLanguageModeling, character_cnn_plan
+
+    recipe = load_recipe("pretrain_elmo")
+    config = ElmoConfig(
+        vocab_size=len(tokenizer), char_cnn_filters=[[1, 4], [3, 4]], num_highway_layers=1, cell_size=16,
+        projection_dim=8, max_characters_per_token=tokenizer.max_characters_per_token,
+    )  # fmt: skip
+    plan_collator = recipe.PlanCollator(ElmoForLanguageModeling(config))
+    collator = WindowCollator(tokenizer, True, plan_collator)
+    dataset = LaneDataset(source, WindowPacker(tokenizer, L), collator, B, S, 7, True, 0, 1, 1)
+    for batch, _ in _batches(dataset, 0, None, 12):
+        for prefix in ("", "backward_"):
+            want = character_cnn_plan(batch[f"{prefix}char_ids"], config)
+            got = batch[f"{prefix}char_plan"]
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert batch["input_ids"].shape == (B, L) and batch["char_ids"].shape[:2] == (B, L)
+        for r in range(B):  # a forward target is the next input word (except <s>, never predicted)
+            labels, inputs = batch["forward_labels"][r, :-1], batch["input_ids"][r, 1:]
+            keep = labels >= 0
+            assert keep.any() and torch.equal(labels[keep], inputs[keep])
+            assert (inputs[~keep] == tokenizer.bos_token_id).all()

@@ -146,12 +146,11 @@ class WindowCollator:
         example["arrays"] = ids, chars
         return ids, chars
 
-    def _window(self, example: dict, prefix: str) -> tuple[dict, np.ndarray]:
-        ids, chars = self._arrays(example)  # (L + 2,): before, window, after; (L, C)
-        item = {f"{prefix}input_ids": torch.from_numpy(ids[1:-1].copy())}
-        if chars is not None:
-            item[f"{prefix}char_ids"] = torch.from_numpy(chars)
-        return item, ids
+    def _window(self, example: dict, prefix: str, chars: dict) -> tuple[dict, np.ndarray]:
+        ids, char_ids = self._arrays(example)  # (L + 2,): before, window, after; (L, C)
+        if char_ids is not None:
+            chars[prefix].append(char_ids)
+        return {f"{prefix}input_ids": torch.from_numpy(ids[1:-1].copy())}, ids
 
     def _targets(self, ids: np.ndarray, forward: bool) -> torch.Tensor:
         targets = (ids[2:] if forward else ids[:-2]).copy()
@@ -160,25 +159,58 @@ class WindowCollator:
 
     def __call__(self, examples: list[dict]) -> dict:
         """Independent windows: both LMs read the same window."""
-        items = []
+        items, chars = [], {"": []}
         for example in examples:
-            item, ids = self._window(example, "")
+            item, ids = self._window(example, "", chars)
             item["forward_labels"] = self._targets(ids, True)
             item["backward_labels"] = self._targets(ids, False)
             items.append(item)
-        return self.collate_fn(items)
+        return self._collate(items, chars)
 
     def pairs(self, forward: list[dict], backward: list[dict]) -> dict:
         """Carried states: row r reads `forward[r]` with the forward LM and `backward[r]` with the backward LM."""
-        items = []
+        items, chars = [], {"": [], "backward_": []}
         for fwd, bwd in zip(forward, backward):
-            item, ids = self._window(fwd, "")
+            item, ids = self._window(fwd, "", chars)
             item["forward_labels"] = self._targets(ids, True)
-            back, back_ids = self._window(bwd, "backward_")
+            back, back_ids = self._window(bwd, "backward_", chars)
             item.update(back)
             item["backward_labels"] = self._targets(back_ids, False)
             items.append(item)
-        return self.collate_fn(items)
+        return self._collate(items, chars)
+
+    def _collate(self, items: list[dict], chars: dict) -> dict:
+        """`collate_fn(items)`, with the character ids stacked here and, when `collate_fn` has the model's `config`
+        (the recipe's `PlanCollator`), their character-CNN plan made here too: the same result as
+        `character_cnn_plan` (`torch.unique` over rows), from a sort of the rows' bytes, which is much faster."""
+        config = getattr(self.collate_fn, "config", None) if self.with_chars else None
+        if config is None:
+            for prefix, arrays in chars.items():
+                for item, array in zip(items, arrays):
+                    item[f"{prefix}char_ids"] = torch.from_numpy(array)
+            return self.collate_fn(items)
+        batch = self.collate_fn(items)
+        padding, widest = config.char_vocab_size - 1, max(width for width, _ in config.char_cnn_filters)
+        for prefix, arrays in chars.items():
+            stacked = np.stack(arrays)  # (B, L, C)
+            batch[f"{prefix}char_ids"] = torch.from_numpy(stacked)
+            batch[f"{prefix}char_plan"] = distinct_rows(stacked, padding, widest)
+        return batch
+
+
+def distinct_rows(char_ids: np.ndarray, padding_char_id: int, max_width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`toolkit.models.elmo.modeling_elmo.distinct_words` on the host with numpy: (B, T, C) character ids (< 65536)
+    -> (unique_words (N, C'), inverse (B*T,)), rows in the same (lexicographic) order as `torch.unique(dim=0)`:
+    big-endian unsigned 16-bit bytes compare like the numbers they hold."""
+    num_chars = char_ids.shape[-1]
+    rows = np.ascontiguousarray(char_ids.reshape(-1, num_chars).astype(">u2"))
+    keys = rows.view(np.dtype((np.void, 2 * num_chars))).ravel()
+    unique_keys, inverse = np.unique(keys, return_inverse=True)
+    unique_words = unique_keys.view(">u2").reshape(-1, num_chars).astype(np.int64)
+    is_char = (unique_words != padding_char_id) & (unique_words != 0)
+    longest = int((is_char * np.arange(1, num_chars + 1)).max()) if unique_words.size else 0
+    unique_words = np.ascontiguousarray(unique_words[:, : min(num_chars, longest + max_width)])
+    return torch.from_numpy(unique_words), torch.from_numpy(inverse.reshape(-1).astype(np.int64))
 
 
 # ----------------------------------------------------------------------------------------------------------------
