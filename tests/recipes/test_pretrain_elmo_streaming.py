@@ -162,3 +162,23 @@ def test_two_processes_read_disjoint_lanes_and_rank0_writes(tmp_path):
     assert not set(ids[0]) & set(ids[1]), "the ranks trained on disjoint windows"
     assert os.path.isfile(out / "model.safetensors") and len(list((out / "checkpoints").iterdir())) == 2
     assert result.stdout.count(f"model:      {out}/ (config.json") == 1  # the end-of-run summary: rank 0 only
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_processes_resume_mid_segment_exactly(tmp_path):
+    """Every rank's lane positions and carried LSTM states are gathered into rank 0's checkpoint and each rank takes
+    its own back: a 2-process run resumed at step 6 logs the losses of the uninterrupted one."""
+    out, resumed = tmp_path / "full", tmp_path / "resumed"
+    args = [*TINY, *DEMO, "--max_steps", "12", "--eval_steps", "12"]
+    result = run_launch(["recipes/pretrain_elmo.py", *args, "--output_dir", str(out)], nproc=2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    step = os.path.join("checkpoints", "step-00000006")
+    shutil.copytree(out / step, resumed / step)
+    shutil.copytree(out / "tokenizer", resumed / "tokenizer")
+    again = ["--output_dir", str(resumed), "--resume_from_checkpoint", "latest"]
+    result = run_launch(["recipes/pretrain_elmo.py", *args, *again], nproc=2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (full, full_evals), (after, after_evals) = _history(out), _history(resumed)
+    assert [after[s] for s in range(7, 13)] == [full[s] for s in range(7, 13)]
+    assert after_evals[-1] == full_evals[-1]
