@@ -146,6 +146,7 @@ def test_streaming_one_line_errors(extra, message, tmp_path, capsys):
     assert message in err[-1] and err[-1].startswith("error: ")
 
 
+@pytest.mark.slow  # about 20 s; make test keeps the unit-level check (tests/test_elmo_streaming.py) and BERT's launch
 @pytest.mark.distributed
 def test_two_processes_read_disjoint_lanes_and_rank0_writes(tmp_path):
     out, trace = tmp_path / "run", tmp_path / "trace"
