@@ -183,3 +183,29 @@ def test_two_processes_resume_mid_segment_exactly(tmp_path):
     (full, full_evals), (after, after_evals) = _history(out), _history(resumed)
     assert [after[s] for s in range(7, 13)] == [full[s] for s in range(7, 13)]
     assert after_evals[-1] == full_evals[-1]
+
+
+def test_streaming_a_datasets_dataset_resumes_exactly(tmp_path):
+    """`--dataset_name` (a local folder read by `datasets.load_dataset(..., streaming=True)`, as a Hub dataset would
+    be): its data files are the shards, one per lane here, and a lane's position is `datasets`' own state dict."""
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    words = " ".join(_texts(2200)).split()
+    texts = [" ".join(words[i : i + 3]) for i in range(0, len(words), 3)]  # short rows: a lane reads 64 at a time
+    for name, part in (("train-0", texts[0:6000:2]), ("train-1", texts[1:6000:2]), ("validation", texts[6000:])):
+        with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps({"text": t}) + "\n" for t in part)
+    recipe = load_recipe("pretrain_elmo")
+    args = [*TINY, "--dataset_name", str(folder), "--per_device_train_batch_size", "2", "--max_steps", "56"]
+    args += ["--save_steps", "50", "--eval_steps", "56"]
+    out, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
+    recipe.main(*recipe.parse_args([*args, "--output_dir", out]))
+    step = os.path.join("checkpoints", "step-00000050")  # past each lane's first read of 64 rows, mid-segment
+    with open(os.path.join(out, step, "extra_state_0.json")) as f:
+        saved = json.load(f)["train_stream"]
+    assert all(isinstance(lane["pos"], dict) for lane in saved["ranks"][0]["positions"][0]["lanes"])
+    shutil.copytree(os.path.join(out, step), os.path.join(resumed, step))
+    shutil.copytree(os.path.join(out, "tokenizer"), os.path.join(resumed, "tokenizer"))
+    recipe.main(*recipe.parse_args([*args, "--output_dir", resumed, "--resume_from_checkpoint", "latest"]))
+    (full, _), (again, _) = _history(out), _history(resumed)
+    assert [again[s] for s in range(51, 57)] == [full[s] for s in range(51, 57)]
