@@ -297,7 +297,7 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
         check_positions(mlm_args.max_seq_length, model_args.max_position_embeddings, "the model")
     start_time = time.perf_counter()
     if data_args.streaming:
-        check_streaming_args(data_args, args, mlm_args.sentence_objective)
+        check_streaming_args(data_args, args)
 
     # --- data and tokenizer ---
     with accelerator.main_process_first():
@@ -358,6 +358,8 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
             mlm_args.max_seq_length,
             mlm_args.line_by_line,
             train_collator,
+            mlm_args.sentence_objective,  # nsp / sop: document-aware sentence pairs made on the fly
+            mlm_args.short_seq_prob,
         )
         accelerator.print(f"streaming {len(raw['train'].shards)} shard(s); {len(eval_set)} validation examples")
     else:

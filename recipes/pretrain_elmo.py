@@ -11,6 +11,8 @@ left (the backward LM reads its own windows from the end of the row) for the bac
 the checkpoint, so resuming is exact. Evaluation always reads the validation stream with carried states and reports
 forward, backward and mean perplexity and the OOV rate of the validation words. Saves model + code (loads with
 `trust_remote_code=True` without the toolkit), tokenizer and a model card; `--push_to_hub` uploads them.
+`--streaming` reads a corpus of any size instead, each batch row its own shards, and resumes exactly mid-stream
+(`toolkit/data/elmo_streaming.py`).
 
     # quickstart: embedded demo corpus, CPU, a few minutes
     accelerate launch --cpu --num_processes 1 recipes/pretrain_elmo.py --config recipes/configs/elmo/quickstart.yaml
@@ -19,6 +21,8 @@ forward, backward and mean perplexity and the OOV rate of the validation words. 
     # published sizes on your corpus, several GPUs, bf16
     accelerate launch --multi_gpu --num_processes 8 --mixed_precision bf16 recipes/pretrain_elmo.py \\
         --config recipes/configs/elmo/original.yaml --train_file corpus/ --output_dir outputs/elmo-original
+    # a corpus of any size, streamed (needs --max_steps)
+    accelerate launch recipes/pretrain_elmo.py --config recipes/configs/elmo/streaming.yaml --train_file corpus/
     # resume after an interruption
     accelerate launch recipes/pretrain_elmo.py --config recipes/configs/elmo/small.yaml --resume_from_checkpoint latest
 """
@@ -39,7 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from toolkit import config  # noqa: E402
 from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets  # noqa: E402
-from toolkit.data.streaming import refuse_streaming  # noqa: E402
+from toolkit.data.elmo_streaming import build_elmo_stream_loader, open_elmo_streams  # noqa: E402
+from toolkit.data.streaming import check_streaming_args  # noqa: E402
 from toolkit.data.task_text import add_task_text  # noqa: E402
 from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
 from toolkit.hub import CardInfo, CardMetric, data_label, hub_datasets, write_model_card  # noqa: E402
@@ -150,6 +155,9 @@ class ElmoDataArguments:
         default=True, metadata={"help": "Carry LSTM states across consecutive windows of a row (bilm-tf)."}
     )
     eval_window_length: int = field(default=50, metadata={"help": "Words per evaluation window (states carried)."})
+    stream_segment_windows: int = field(
+        default=8, metadata={"help": "--streaming --carry_state: windows per backward-LM segment (states carried)."}
+    )
     extra_text_file: str | None = field(
         default=None,
         metadata={
@@ -370,15 +378,19 @@ def main(
     model_args: ElmoModelArguments, elmo_args: ElmoDataArguments, data_args: DataArguments, args: TrainingArguments
 ):
     # --- accelerator, seed, resume ---
-    refuse_streaming(data_args, "pretrain_elmo.py")
     accelerator = make_accelerator(args)  # also seeds every RNG with args.seed
     # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
     resume = prepare_run(accelerator, args, model_args, elmo_args, data_args, args)
     start_time = time.perf_counter()
+    if data_args.streaming:
+        check_streaming_args(data_args, args)
 
     # --- data and vocabulary ---
-    with accelerator.main_process_first():
-        raw = load_raw_datasets(data_args, need_validation=True, seed=args.seed)
+    with accelerator.main_process_first():  # streaming: windows made by the DataLoader workers (elmo_streaming.py)
+        if data_args.streaming:
+            raw = open_elmo_streams(data_args)
+        else:
+            raw = load_raw_datasets(data_args, need_validation=True, seed=args.seed)
     if "train" not in raw:
         raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
     check_columns(raw["train"], [data_args.text_column], "the training data")
@@ -402,11 +414,12 @@ def main(
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     if not hasattr(tokenizer, "words_to_char_ids"):
         raise UserError(f"tokenizer {source} is not an ElmoTokenizerFast (it must return char_ids)")
-    train_stream = build_stream(raw["train"], tokenizer, data_args.text_column)
+    train_stream = None if data_args.streaming else build_stream(raw["train"], tokenizer, data_args.text_column)
     eval_stream = build_stream(raw["validation"], tokenizer, data_args.text_column)
     accelerator.print(
-        f"vocabulary {len(tokenizer)} words; train stream {len(train_stream.types)} tokens "
-        f"(OOV {train_stream.oov_rate:.2%}), validation {len(eval_stream.types)} tokens (OOV {eval_stream.oov_rate:.2%})"
+        f"vocabulary {len(tokenizer)} words; train stream "
+        + (f"{len(train_stream.types)} tokens (OOV {train_stream.oov_rate:.2%})" if train_stream else "streamed")
+        + f", validation {len(eval_stream.types)} tokens (OOV {eval_stream.oov_rate:.2%})"
     )
 
     # --- model ---
@@ -421,17 +434,23 @@ def main(
     if args.torch_compile:
         model.compile()  # in place: same module class and state_dict keys
 
-    train_loader = stream_loader(
-        train_stream,
-        elmo_args.window_length,
-        tokenizer,
-        with_chars,
-        args.per_device_train_batch_size,
-        accelerator,
-        carry=elmo_args.carry_state,
-        shuffle=True,
-        collate_fn=PlanCollator(model),
-    )
+    if data_args.streaming:  # each rank reads its own part; with carry_state each batch row its own text
+        train_loader = build_elmo_stream_loader(
+            accelerator, raw["train"], tokenizer, data_args, args, elmo_args.window_length, elmo_args.carry_state,
+            elmo_args.stream_segment_windows, with_chars, PlanCollator(model),
+        )  # fmt: skip
+    else:
+        train_loader = stream_loader(
+            train_stream,
+            elmo_args.window_length,
+            tokenizer,
+            with_chars,
+            args.per_device_train_batch_size,
+            accelerator,
+            carry=elmo_args.carry_state,
+            shuffle=True,
+            collate_fn=PlanCollator(model),
+        )
     eval_loader = stream_loader(
         eval_stream,
         elmo_args.eval_window_length,
@@ -446,15 +465,22 @@ def main(
 
     # --- optimizer and schedule ---
     optimizer = create_optimizer(model, args)
-    batches_per_epoch = len(train_loader) if elmo_args.carry_state else len(train_loader) // accelerator.num_processes
-    total_steps, num_epochs = total_training_steps(args, batches_per_epoch)
+    if data_args.streaming:
+        total_steps, num_epochs = args.max_steps, 1
+    else:
+        batches_per_epoch = (
+            len(train_loader) if elmo_args.carry_state else len(train_loader) // accelerator.num_processes
+        )
+        total_steps, num_epochs = total_training_steps(args, batches_per_epoch)
     scheduler = create_scheduler(optimizer, args, total_steps)
-    if elmo_args.carry_state:  # each process reads its own rows in order
+    if elmo_args.carry_state or data_args.streaming:  # each process reads its own rows in order
         model, optimizer = accelerator.prepare(model, optimizer)
     else:
         model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-    carried = CarriedStates()
-    register_checkpoint_state(accelerator, scheduler=scheduler, carried=carried)  # JSON + safetensors
+    # streaming: every rank's stream positions and carried states (per worker stream) are the loader's
+    carried = getattr(train_loader, "carried", None) or CarriedStates()
+    extra = {"train_stream": train_loader} if data_args.streaming else {"carried": carried}
+    register_checkpoint_state(accelerator, scheduler=scheduler, **extra)  # JSON + safetensors
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
     if accelerator.is_main_process:
         accelerator.init_trackers("pretrain_elmo", config=config.to_dict(model_args, elmo_args, data_args, args))
@@ -462,7 +488,7 @@ def main(
     # --- training loop ---
     run_header(
         accelerator, "pretrain_elmo", args, model=model, total_steps=total_steps, num_epochs=num_epochs,
-        data_sizes={"train": len(train_stream.types), "validation": len(eval_stream.types)}, unit="tokens",
+        data_sizes={"train": len(train_stream.types) if train_stream else "streamed", "validation": len(eval_stream.types)}, unit="tokens",
         per_device_batch=f"{args.per_device_train_batch_size} windows of {elmo_args.window_length} words",
         start_step=state.global_step,
     )  # fmt: skip
@@ -471,7 +497,11 @@ def main(
         progress.record(evaluate(model, eval_loader, accelerator))
     train_start = start_training_clock(scheduler)  # --max_time_minutes budgets the training loop only
     eval_metrics = {}
-    for batch in training_batches(accelerator, train_loader, state, num_epochs):
+    if data_args.streaming:
+        batches = train_loader.batches(accelerator, state)
+    else:
+        batches = training_batches(accelerator, train_loader, state, num_epochs)
+    for batch in batches:
         batch = send_to_device(batch, accelerator.device, non_blocking=True)
         if state.batch_in_epoch == 1:  # a new pass over the stream starts without context
             carried.states = None
@@ -495,7 +525,9 @@ def main(
             continue
         scheduler.step()
         state.global_step += 1
-        progress.step(scheduler.get_last_lr()[0])
+        progress.step(
+            scheduler.get_last_lr()[0], {"data_wait": train_loader.wait_fraction()} if data_args.streaming else None
+        )
         if args.eval_steps and state.global_step % args.eval_steps == 0:
             eval_metrics = evaluate(model, eval_loader, accelerator)
             progress.record(eval_metrics)
@@ -522,6 +554,7 @@ def main(
         "train_runtime_s": round(time.perf_counter() - start_time, 1),
         "tokens_seen": state.tokens_seen,
         "params_without_softmax": n_params,
+        **({"data_wait_fraction": train_loader.wait_fraction()} if data_args.streaming else {}),
     }
     run_config = config.to_dict(model_args, elmo_args, data_args, args)
     unwrapped = save_final_model(accelerator, model, tokenizer, args.output_dir, run_config, final_metrics)

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from toolkit.data import train_wordpiece
-from toolkit.data.streaming import PackedStream, Packer, TextStream, fresh_position, take_examples
+from toolkit.data.streaming import PackedStream, Packer, PairPacker, TextStream, fresh_position, take_examples
 from toolkit.errors import UserError
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
@@ -153,3 +153,37 @@ def test_validation_is_held_out_of_the_training_stream(tmp_path, tokenizer):
             trained.extend(texts)
     everything = [r["text"] for r in _rows(900)]
     assert 0 < len(trained) < len(everything) and trained == everything[len(everything) - len(trained) :]
+
+
+@pytest.mark.parametrize("objective", ["nsp", "sop"])
+def test_sentence_pairs_are_document_aware_and_resume_exactly(objective, tmp_path, tokenizer):
+    """NSP / SOP pairs made in the stream: A and B are consecutive text of one document, except NSP's label-1 pairs,
+    whose B is another document's; a position saved mid-window resumes with the same pairs."""
+    rows = _rows(600)
+    _write_jsonl(tmp_path / "a.jsonl", rows)
+    source = TextStream([str(tmp_path / "a.jsonl")], "--train_file", "text", True, 6000)
+    packer = PairPacker(tokenizer, 48, objective, 0.1, 3)
+    stream = PackedStream(source, packer, 1, 20, 0, 1)
+    run = stream.iterate(fresh_position())
+    pairs = [next(run) for _ in range(150)]
+    doc_of_row = {str(i): r["doc_id"] for i, r in enumerate(rows)}
+    labels, checked = [], 0
+    for example, _ in pairs:
+        ids, types = example["input_ids"], example["token_type_ids"]
+        assert len(ids) <= 48 and ids[0] == tokenizer.cls_token_id and ids.count(tokenizer.sep_token_id) == 2
+        assert types == sorted(types) and len(types) == len(ids)
+        a = tokenizer.decode(ids[1 : types.index(1) - 1]).split()
+        b = tokenizer.decode([t for t, s in zip(ids, types) if s][:-1]).split()
+        row_docs = [{doc_of_row[x] for w, x in zip(seg, seg[1:]) if w == "row" and x in doc_of_row} for seg in (a, b)]
+        if all(row_docs):  # both segments name a row: same document unless an NSP negative
+            same = row_docs[0] == row_docs[1]
+            assert same == (example["next_sentence_label"] == 0 or objective == "sop"), (a, b)
+            checked += 1
+        labels.append(example["next_sentence_label"])
+    assert checked > 50
+    assert 0.2 < sum(labels) / len(labels) < 0.8, labels  # about half the pairs are negatives / swapped
+    for k in (7, 90):  # mid-window positions, as stored in a checkpoint
+        position = json.loads(json.dumps(pairs[k - 1][1]))
+        resumed = PackedStream(source, packer, 1, 20, 0, 1).iterate(position)
+        again = [next(resumed)[0] for _ in range(150 - k)]
+        assert again == [e for e, _ in pairs[k:]]

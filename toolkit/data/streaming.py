@@ -504,6 +504,105 @@ class Packer:
         return [self._example(carry, st, shard)] if carry and not self.line_by_line else []
 
 
+class PairPacker(Packer):
+    """NSP / SOP sentence pairs made on the fly, document-aware as `toolkit.data.mlm.build_sentence_pairs` does in
+    memory (BERT appendix A.2, ALBERT): the rows of a document (consecutive rows with the same `doc_id`; a txt file's
+    paragraphs) are its sentences, gathered into chunks up to a target length (drawn per document, shorter with
+    `short_seq_prob`); a chunk is cut at a random sentence into A and B. SOP swaps A and B half the time (label 1);
+    NSP replaces B half the time by a span of *another* document (label 1) and returns the unused sentences of the
+    chunk to the next one. In a stream the other document is the most recent one: the last `max_tokens` tokens of
+    sentences before the current document (a shard boundary also starts a new document), kept in the position, so
+    a txt file (one document) gets negatives from the stream's previous shard. Every random choice is drawn from
+    (seed, pass, shard, pairs made in the shard); the state (current chunk, target, recent sentences) is small JSON
+    and resumes exactly. The NSP negatives depend on the stream's previous document, so on the stream layout
+    (processes x workers, which a resume must keep anyway)."""
+
+    def __init__(self, tokenizer, block_size: int, objective: str, short_seq_prob: float, seed: int):
+        super().__init__(tokenizer, block_size)
+        self.objective, self.short_seq_prob, self.seed = objective, short_seq_prob, seed
+        self.max_tokens = block_size - 3  # [CLS] A [SEP] B [SEP]
+
+    def _rng(self, st: dict, shard: int, *salt: int) -> random.Random:
+        return random.Random(mix(self.seed, st["pass"], shard, st["count"], st.get("made", 0), *salt))
+
+    def _pair(self, chunk: list, st: dict, shard: int) -> tuple[list[dict], list]:
+        """One pair from `chunk` (or none) and the sentences that go back to the pool."""
+        from toolkit.data.mlm import _truncate_pair, pair_to_features
+
+        rng = self._rng(st, shard)
+        st["made"] = st.get("made", 0) + 1
+        nsp = self.objective == "nsp"
+        if not (len(chunk) >= 2 or (nsp and chunk)):
+            return [], []
+        a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
+        a = [t for sentence in chunk[:a_end] for t in sentence]
+        b, label, rest = [], 0, []
+        other = st.get("other") or []
+        if nsp and (len(chunk) == 1 or rng.random() < 0.5) and other:
+            label = 1
+            for sentence in other[rng.randrange(len(other)) :]:
+                b.extend(sentence)
+                if len(b) >= self.max_tokens - len(a):
+                    break
+            rest = chunk[a_end:]
+        else:
+            b = [t for sentence in chunk[a_end:] for t in sentence]
+            if self.objective == "sop" and rng.random() < 0.5:
+                a, b, label = b, a, 1
+        a, b = _truncate_pair(a, b, self.max_tokens, rng)
+        if not (a and b):
+            return [], rest
+        example = pair_to_features(a, b, label, self.cls, self.sep)
+        example["example_id"] = mix(st["pass"], shard, st["count"])
+        st["count"] += 1
+        return [example], rest
+
+    def _target(self, st: dict, shard: int) -> int:
+        rng = self._rng(st, shard, 1)
+        return self.max_tokens if rng.random() >= self.short_seq_prob else rng.randint(2, self.max_tokens)
+
+    def _remember(self, st: dict, sentence: list[int]) -> None:
+        """The current document's last sentences, up to `max_tokens` tokens: the next document's 'other'."""
+        recent = st.setdefault("recent", [])
+        recent.append(sentence)
+        while sum(map(len, recent)) - len(recent[0]) >= self.max_tokens:
+            recent.pop(0)
+
+    def _end_document(self, st: dict, shard: int) -> list[dict]:
+        out, chunk = [], st["carry"]
+        while chunk:  # the document's last chunk; NSP may return sentences, which make another chunk
+            made, rest = self._pair(chunk, st, shard)
+            out.extend(made)
+            chunk = rest
+        st["carry"], st["length"] = [], 0
+        st["other"], st["recent"] = st.get("recent") or st.get("other") or [], []
+        return out
+
+    def rows(self, texts: list[str], docs: list, st: dict, shard: int) -> list[dict]:
+        encoded = self.encode(texts, add_special_tokens=False)
+        out = []
+        for enc, doc in zip(encoded, docs):
+            if not enc.ids:
+                continue
+            if doc != st["carry_doc"] or st.get("target") is None:
+                out.extend(self._end_document(st, shard))
+                st["carry_doc"], st["target"] = doc, self._target(st, shard)
+            st["carry"].append(enc.ids)
+            st["length"] = st.get("length", 0) + len(enc.ids)
+            self._remember(st, enc.ids)
+            if st["length"] >= st["target"]:
+                made, rest = self._pair(st["carry"], st, shard)
+                out.extend(made)
+                st["carry"], st["length"] = rest, sum(map(len, rest))
+        return out
+
+    def flush(self, st: dict, shard: int) -> list[dict]:
+        """End of a shard: the end of a document."""
+        out = self._end_document(st, shard)
+        st["carry_doc"], st["target"], st["made"] = None, None, 0
+        return out
+
+
 def fresh_position() -> dict:
     return {"pass": 0, "cursor": 0, "pos": None, "count": 0, "carry": [], "carry_doc": None, "window": 0, "skip": 0}
 
@@ -511,13 +610,25 @@ def fresh_position() -> dict:
 class PackedStream:
     """The examples of stream `index` of `num_streams`: its shards of each pass, packed, shuffled in windows."""
 
-    def __init__(self, source: TextStream, packer: Packer, seed: int, buffer_size: int, index: int, num_streams: int):
+    def __init__(
+        self,
+        source: TextStream,
+        packer,
+        seed: int,
+        buffer_size: int,
+        index: int,
+        num_streams: int,
+        shuffle_shards=None,
+    ):
         self.source, self.packer, self.seed = source, packer, seed
         self.buffer_size, self.index, self.num_streams = buffer_size, index, num_streams
+        # shards are visited in a new seeded order every pass when examples are shuffled (or when asked explicitly)
+        self.shuffle_shards = buffer_size > 1 if shuffle_shards is None else shuffle_shards
+        self.rows_per_read = ROWS_PER_READ  # rows per tokenizer call; a window re-read on resume is at least one read
 
     def shards_of_pass(self, p: int) -> list[int]:
         order = list(range(len(self.source.shards)))
-        if self.buffer_size > 1:
+        if self.shuffle_shards:
             random.Random(mix(self.seed, p)).shuffle(order)
         return order[self.index :: self.num_streams]
 
@@ -538,7 +649,7 @@ class PackedStream:
                 if reader is not None:
                     reader.close()
                 reader = self.source.reader(shard, st["pos"])
-            texts, docs = reader.read(ROWS_PER_READ)
+            texts, docs = reader.read(self.rows_per_read)
             if texts:
                 out.extend(self.packer.rows(texts, docs, st, shard))
                 st["pos"] = reader.pos
@@ -647,10 +758,10 @@ class StreamingLoader:
     checkpoint (`sync` + `state_dict` / `load_state_dict`, registered with `accelerator.register_for_checkpointing`)
     and the time the loop waits for data."""
 
-    def __init__(self, accelerator, source, packer, collator, args, buffer_size: int, fingerprint: dict):
+    def __init__(self, accelerator, source, packer, collator, args, buffer_size: int, fingerprint: dict, dataset=None):
         self.accelerator = accelerator
         self.num_workers = args.dataloader_num_workers
-        self.dataset = StreamDataset(
+        self.dataset = dataset or StreamDataset(
             source,
             packer,
             collator,
@@ -739,7 +850,11 @@ class StreamingLoader:
             self.dataset.positions[meta["stream"]] = meta["position"]
             self.next_stream = (meta["stream"] + 1) % self.dataset.num_workers
             self.consumed += 1
+            self.on_batch(meta)
             yield {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def on_batch(self, meta: dict) -> None:
+        """Called with each batch's metadata before the batch is handed to the loop (subclasses: per-stream state)."""
 
     def _trace(self, ids: list[int]) -> None:
         path = os.path.join(os.environ[TRACE_ENV], f"stream_ids_rank{self.accelerator.process_index}.txt")
@@ -763,7 +878,7 @@ class StreamingLoader:
         return round(self.wait_s / max(1e-9, time.perf_counter() - self.loop_start), 4)
 
 
-def check_streaming_args(data_args, args, sentence_objective: str = "none") -> None:
+def check_streaming_args(data_args, args) -> None:
     """One-line errors for what streaming cannot do, before any heavy work."""
     if args.max_steps <= 0:
         raise UserError(
@@ -771,22 +886,28 @@ def check_streaming_args(data_args, args, sentence_objective: str = "none") -> N
         )
     if data_args.max_train_samples:
         raise UserError("--max_train_samples does not apply with --streaming (the run length is --max_steps)")
-    if sentence_objective != "none":
-        raise UserError("--streaming packs blocks for MLM only: use --sentence_objective none (or drop --streaming)")
     if data_args.shuffle_buffer_size < 0:
         raise UserError("--shuffle_buffer_size must be >= 0")
 
 
-def build_streaming_data(accelerator, raw: dict, tokenizer, data_args, args, block_size: int, line_by_line, collator):
+def build_streaming_data(
+    accelerator, raw: dict, tokenizer, data_args, args, block_size: int, line_by_line, collator,
+    sentence_objective: str = "none", short_seq_prob: float = 0.1,
+):  # fmt: skip
     """(StreamingLoader for training, validation examples): validation is the validation split's first
     `max_eval_samples` examples, or without one the first `max_eval_samples` (default 1000) of the training data,
-    which are then held out of training. Either way the same examples, masked the same, in every evaluation."""
-    packer = Packer(tokenizer, block_size, line_by_line)
+    which are then held out of training. Either way the same examples, masked the same, in every evaluation.
+    `sentence_objective` nsp / sop: the examples are sentence pairs (`PairPacker`) instead of packed blocks."""
+    if sentence_objective != "none":
+        packer = PairPacker(tokenizer, block_size, sentence_objective, short_seq_prob, args.seed)
+        eval_packer = PairPacker(tokenizer, block_size, sentence_objective, short_seq_prob, args.seed + 1)
+    else:
+        packer = eval_packer = Packer(tokenizer, block_size, line_by_line)
     train = raw["train"]
     if "validation" in raw:
-        eval_examples = take_examples(raw["validation"], packer, data_args.max_eval_samples)
+        eval_examples = take_examples(raw["validation"], eval_packer, data_args.max_eval_samples)
     else:
-        eval_examples = take_examples(train, packer, data_args.max_eval_samples or 1000, hold_out=True)
+        eval_examples = take_examples(train, eval_packer, data_args.max_eval_samples or 1000, hold_out=True)
     if not eval_examples:
         raise UserError("no validation examples could be built: the validation text is empty")
     streams = accelerator.num_processes * max(1, args.dataloader_num_workers)
@@ -801,6 +922,7 @@ def build_streaming_data(accelerator, raw: dict, tokenizer, data_args, args, blo
         "held_out": sorted(train.start_override.items()),
         "block_size": block_size,
         "line_by_line": bool(line_by_line),
+        "sentence_objective": sentence_objective,
         "shuffle_buffer_size": data_args.shuffle_buffer_size,
         "seed": args.seed,
     }
@@ -814,5 +936,5 @@ def refuse_streaming(data_args, recipe: str) -> None:
     if data_args.streaming:
         raise UserError(
             f"--streaming is not supported by {recipe}: it loads its data whole (use --max_train_samples / "
-            "--max_eval_samples to bound it); streaming is implemented in recipes/pretrain_bert.py"
+            "--max_eval_samples to bound it); streaming is implemented in recipes/pretrain_bert.py and recipes/pretrain_elmo.py"
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datasets
 
 from toolkit.data.loading import _load_split_files, check_columns, expand_files
+from toolkit.data.streaming import TextStream
 from toolkit.errors import UserError
 
 OPTION = "--extra_text_file"
@@ -22,7 +23,7 @@ def add_task_text(train, path: str, column: str | None, text_column: str = "text
     `column` may be None for plain-text files (their paragraphs are the rows). Raises `UserError` (one line, naming
     the file and the column) when the file cannot be read or lacks the column, before any tokenization.
     """
-    if isinstance(train, datasets.IterableDataset):
+    if isinstance(train, (datasets.IterableDataset, TextStream)):
         raise UserError(f"{OPTION} does not work with --streaming; drop one of them")
     extra = _load_split_files(expand_files(path, OPTION), OPTION, strip, streaming=False)
     column = column or "text"
