@@ -25,7 +25,6 @@ forward, backward and mean perplexity and the OOV rate of the validation words. 
 
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -33,42 +32,40 @@ import numpy as np
 import torch
 from accelerate.utils import send_to_device
 from torch.utils.data import DataLoader, Dataset, default_collate
-from transformers import AutoModelForPreTraining, AutoTokenizer
+from transformers import AutoModelForPreTraining
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from toolkit import config  # noqa: E402
-from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets  # noqa: E402
-from toolkit.data.streaming import refuse_streaming  # noqa: E402
-from toolkit.data.task_text import add_task_text  # noqa: E402
-from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
-from toolkit.hub import CardInfo, CardMetric, data_label, hub_datasets, write_model_card  # noqa: E402
-from toolkit.models.elmo import (  # noqa: E402
+from toolkit import config
+from toolkit.data import PretrainingDataArguments, batch_iterator, load_or_train_tokenizer, load_pretraining_text
+from toolkit.data.streaming import refuse_streaming
+from toolkit.errors import UserError, exit_on_user_error
+from toolkit.hub import CardInfo, CardMetric, hub_datasets, pretraining_data_names
+from toolkit.models.elmo import (
     ElmoConfig,
     ElmoForLanguageModeling,
     ElmoTokenizerFast,
     adaptive_softmax_plan,
     character_cnn_plan,
 )
-from toolkit.training import (  # noqa: E402
+from toolkit.training import (
     ProgressLogger,
     TrainingArguments,
     TrainState,
     create_optimizer,
     create_scheduler,
+    evaluation_at_last_step,
     exit_if_preempted,
+    finish_run,
     load_checkpoint,
     make_accelerator,
     prepare_run,
     register_checkpoint_state,
+    run_header,
     save_checkpoint,
-    save_final_model,
     start_training_clock,
-    time_budget_exceeded,
     total_training_steps,
     training_batches,
+    training_finished,
 )
-from toolkit.training.report import finish_run, run_header  # noqa: E402
 
 TOKENIZER_DIR = "tokenizer"  # inside output_dir: the vocabulary of this run, reused on resume
 
@@ -150,16 +147,6 @@ class ElmoDataArguments:
         default=True, metadata={"help": "Carry LSTM states across consecutive windows of a row (bilm-tf)."}
     )
     eval_window_length: int = field(default=50, metadata={"help": "Words per evaluation window (states carried)."})
-    extra_text_file: str | None = field(
-        default=None,
-        metadata={
-            "help": "Task-adaptive pretraining (Gururangan et al. 2020): add one text column of this file (e.g. the "
-            "task's train.tsv; labels are dropped) to the training text."
-        },
-    )
-    extra_text_column: str | None = field(
-        default=None, metadata={"help": "Column of --extra_text_file holding the text (default: text)."}
-    )
 
     def __post_init__(self):
         if self.window_length < 2 or self.eval_window_length < 2:
@@ -168,7 +155,12 @@ class ElmoDataArguments:
 
 def parse_args(argv=None):
     return config.parse_args(
-        ElmoModelArguments, ElmoDataArguments, DataArguments, TrainingArguments, args=argv, description=__doc__
+        ElmoModelArguments,
+        ElmoDataArguments,
+        PretrainingDataArguments,
+        TrainingArguments,
+        args=argv,
+        description=__doc__,
     )
 
 
@@ -362,44 +354,63 @@ def evaluate(model, loader, accelerator) -> dict:
     }
 
 
+def model_card(model, data_args, training_args, n_params: int, steps: int, eval_metrics: dict, eval_words: int):
+    """The model card's `CardInfo` and `CardMetric`s."""
+    trained_on, evaluated_on = pretraining_data_names(data_args)
+    card = CardInfo(
+        title=os.path.basename(os.path.normpath(training_args.output_dir)),
+        summary=(
+            f"An ELMo biLM (`toolkit_elmo`, {n_params / 1e6:.1f} M parameters without the softmax, "
+            f"{model.config.token_embedder} input) pretrained on `{trained_on}` for {steps} steps. Load the layer "
+            "representations with `AutoModel.from_pretrained(..., trust_remote_code=True)`; the tokenizer returns "
+            "`input_ids` and `char_ids`."
+        ),
+        datasets=hub_datasets(data_args),
+        tags=["elmo", "bilm", "language-modeling"],
+        pipeline_tag="feature-extraction",
+    )
+    metrics = [
+        CardMetric(
+            "language-modeling",
+            "perplexity",
+            eval_metrics[f"eval_{direction}_perplexity"],
+            evaluated_on,
+            "validation",
+            metric_name=f"{direction} perplexity",
+            num_samples=eval_words,
+        )  # fmt: skip
+        for direction in ("forward", "backward")
+    ]
+    return card, metrics
+
+
 # --- main -----------------------------------------------------------------------------------------------------------
 
 
 @exit_on_user_error
 def main(
-    model_args: ElmoModelArguments, elmo_args: ElmoDataArguments, data_args: DataArguments, args: TrainingArguments
+    model_args: ElmoModelArguments,
+    elmo_args: ElmoDataArguments,
+    data_args: PretrainingDataArguments,
+    training_args: TrainingArguments,
 ):
     # --- accelerator, seed, resume ---
     refuse_streaming(data_args, "pretrain_elmo.py")
-    accelerator = make_accelerator(args)  # also seeds every RNG with args.seed
+    accelerator = make_accelerator(training_args)  # also seeds every RNG with training_args.seed
     # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
-    resume = prepare_run(accelerator, args, model_args, elmo_args, data_args, args)
+    resume = prepare_run(accelerator, training_args, model_args, elmo_args, data_args, training_args)
     start_time = time.perf_counter()
 
     # --- data and vocabulary ---
-    with accelerator.main_process_first():
-        raw = load_raw_datasets(data_args, need_validation=True, seed=args.seed)
-    if "train" not in raw:
-        raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
-    check_columns(raw["train"], [data_args.text_column], "the training data")
-    if elmo_args.extra_text_file:
-        with accelerator.main_process_first():
-            raw["train"] = add_task_text(
-                raw["train"], elmo_args.extra_text_file, elmo_args.extra_text_column, data_args.text_column
-            )
-    tokenizer_dir = os.path.join(args.output_dir, TOKENIZER_DIR)
-    with accelerator.main_process_first():
-        source = model_args.tokenizer_name or model_args.model_name_or_path
-        if source:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        else:
-            if accelerator.is_main_process and not (resume and os.path.isdir(tokenizer_dir)):
-                texts = batch_iterator(raw["train"], data_args.text_column)
-                trained = ElmoTokenizerFast.train_from_iterator(
-                    texts, vocab_size=model_args.vocab_size, min_frequency=model_args.min_frequency
-                )
-                trained.save_pretrained(tokenizer_dir)
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    raw = load_pretraining_text(accelerator, data_args, training_args.seed)
+    source = model_args.tokenizer_name or model_args.model_name_or_path
+    tokenizer = load_or_train_tokenizer(
+        accelerator, source, os.path.join(training_args.output_dir, TOKENIZER_DIR), reuse=bool(resume),
+        train=lambda: ElmoTokenizerFast.train_from_iterator(
+            batch_iterator(raw["train"], data_args.text_column), vocab_size=model_args.vocab_size,
+            min_frequency=model_args.min_frequency,
+        ),
+    )  # fmt: skip
     if not hasattr(tokenizer, "words_to_char_ids"):
         raise UserError(f"tokenizer {source} is not an ElmoTokenizerFast (it must return char_ids)")
     train_stream = build_stream(raw["train"], tokenizer, data_args.text_column)
@@ -414,41 +425,27 @@ def main(
         model = AutoModelForPreTraining.from_pretrained(model_args.model_name_or_path)
     else:
         model = ElmoForLanguageModeling(model_args.elmo_config(tokenizer))
-    with_chars = model.config.token_embedder == "char_cnn"
-    n_params = sum(p.numel() for p in model.elmo.parameters())
-    accelerator.print(f"model: ElmoForLanguageModeling, {n_params / 1e6:.2f} M parameters without the softmax")
+    n_params = sum(p.numel() for p in model.elmo.parameters())  # without the softmax
     model.to(accelerator.device)
-    if args.torch_compile:
+    if training_args.torch_compile:
         model.compile()  # in place: same module class and state_dict keys
-
+    with_chars = model.config.token_embedder == "char_cnn"
     train_loader = stream_loader(
-        train_stream,
-        elmo_args.window_length,
-        tokenizer,
-        with_chars,
-        args.per_device_train_batch_size,
-        accelerator,
-        carry=elmo_args.carry_state,
-        shuffle=True,
-        collate_fn=PlanCollator(model),
-    )
+        train_stream, elmo_args.window_length, tokenizer, with_chars, training_args.per_device_train_batch_size,
+        accelerator, carry=elmo_args.carry_state, shuffle=True, collate_fn=PlanCollator(model),
+    )  # fmt: skip
     eval_loader = stream_loader(
-        eval_stream,
-        elmo_args.eval_window_length,
-        tokenizer,
-        with_chars,
-        args.per_device_eval_batch_size,
-        accelerator,
-        carry=True,
-        shuffle=False,
-        collate_fn=PlanCollator(model),
-    )
+        eval_stream, elmo_args.eval_window_length, tokenizer, with_chars, training_args.per_device_eval_batch_size,
+        accelerator, carry=True, shuffle=False, collate_fn=PlanCollator(model),
+    )  # fmt: skip
 
     # --- optimizer and schedule ---
-    optimizer = create_optimizer(model, args)
+    optimizer = create_optimizer(model, training_args)
     batches_per_epoch = len(train_loader) if elmo_args.carry_state else len(train_loader) // accelerator.num_processes
-    total_steps, num_epochs = total_training_steps(args, batches_per_epoch)
-    scheduler = create_scheduler(optimizer, args, total_steps)
+    total_steps, num_epochs = total_training_steps(training_args, batches_per_epoch)
+    scheduler = create_scheduler(optimizer, training_args, total_steps)
+
+    # --- prepare ---
     if elmo_args.carry_state:  # each process reads its own rows in order
         model, optimizer = accelerator.prepare(model, optimizer)
     else:
@@ -456,21 +453,21 @@ def main(
     carried = CarriedStates()
     register_checkpoint_state(accelerator, scheduler=scheduler, carried=carried)  # JSON + safetensors
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
+    run_config = config.to_dict(model_args, elmo_args, data_args, training_args)
     if accelerator.is_main_process:
-        accelerator.init_trackers("pretrain_elmo", config=config.to_dict(model_args, elmo_args, data_args, args))
+        accelerator.init_trackers("pretrain_elmo", config=run_config)
 
     # --- training loop ---
     run_header(
-        accelerator, "pretrain_elmo", args, model=model, total_steps=total_steps, num_epochs=num_epochs,
+        accelerator, "pretrain_elmo", training_args, model=model, total_steps=total_steps, num_epochs=num_epochs,
         data_sizes={"train": len(train_stream.types), "validation": len(eval_stream.types)}, unit="tokens",
-        per_device_batch=f"{args.per_device_train_batch_size} windows of {elmo_args.window_length} words",
+        per_device_batch=f"{training_args.per_device_train_batch_size} windows of {elmo_args.window_length} words",
         start_step=state.global_step,
     )  # fmt: skip
-    progress = ProgressLogger(accelerator, total_steps, state, args.logging_steps)
-    if state.global_step == 0 and args.eval_steps:
+    progress = ProgressLogger(accelerator, total_steps, state, training_args.logging_steps)
+    if state.global_step == 0 and training_args.eval_steps:
         progress.record(evaluate(model, eval_loader, accelerator))
-    train_start = start_training_clock(scheduler)  # --max_time_minutes budgets the training loop only
-    eval_metrics = {}
+    start_training_clock(scheduler)  # --max_time_minutes budgets the training loop only
     for batch in training_batches(accelerator, train_loader, state, num_epochs):
         batch = send_to_device(batch, accelerator.device, non_blocking=True)
         if state.batch_in_epoch == 1:  # a new pass over the stream starts without context
@@ -484,8 +481,8 @@ def main(
             )
             loss = out.loss
             accelerator.backward(loss)
-            if accelerator.sync_gradients and args.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            if accelerator.sync_gradients and training_args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad()
         if elmo_args.carry_state:
@@ -496,82 +493,39 @@ def main(
         scheduler.step()
         state.global_step += 1
         progress.step(scheduler.get_last_lr()[0])
-        if args.eval_steps and state.global_step % args.eval_steps == 0:
-            eval_metrics = evaluate(model, eval_loader, accelerator)
-            progress.record(eval_metrics)
-        if args.save_steps and state.global_step % args.save_steps == 0:
-            save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
-        exit_if_preempted(accelerator, args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
-        if state.global_step >= total_steps or time_budget_exceeded(
-            accelerator, train_start, args.max_time_minutes, scheduler
-        ):
+        if training_args.eval_steps and state.global_step % training_args.eval_steps == 0:
+            progress.record(evaluate(model, eval_loader, accelerator))
+        if training_args.save_steps and state.global_step % training_args.save_steps == 0:
+            save_checkpoint(accelerator, training_args.output_dir, state, training_args.save_total_limit)
+        exit_if_preempted(accelerator, training_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
+        if training_finished(state, total_steps, scheduler):
             break
     progress.log(scheduler.get_last_lr()[0])  # flush a partial logging window
     progress.close()
     accelerator.print(progress.throughput_line())
-    if not eval_metrics or not args.eval_steps or state.global_step % args.eval_steps:
+    eval_metrics = evaluation_at_last_step(state)
+    if eval_metrics is None:
         eval_metrics = evaluate(model, eval_loader, accelerator)
         progress.record(eval_metrics)
-    eval_metrics["eval_oov_rate"] = round(eval_stream.oov_rate, 4)
 
-    # --- final save ---
-    final_metrics = {
+    # --- finish: model, tokenizer, metrics, log history, model card, push ---
+    results = {
         **eval_metrics,
+        "eval_oov_rate": round(eval_stream.oov_rate, 4),
         "train_loss": progress.last_loss,
         "global_step": state.global_step,
         "train_runtime_s": round(time.perf_counter() - start_time, 1),
         "tokens_seen": state.tokens_seen,
         "params_without_softmax": n_params,
     }
-    run_config = config.to_dict(model_args, elmo_args, data_args, args)
-    unwrapped = save_final_model(accelerator, model, tokenizer, args.output_dir, run_config, final_metrics)
-    if accelerator.is_main_process:
-        data_name = data_label(data_args)
-        if elmo_args.extra_text_file:
-            data_name = f"{data_name} + {os.path.basename(elmo_args.extra_text_file)} ({elmo_args.extra_text_column or 'text'} column)"
-        eval_name = (
-            os.path.basename(os.path.normpath(data_args.validation_file)) if data_args.validation_file else data_name
-        )
-        write_model_card(
-            args.output_dir,
-            CardInfo(
-                title=os.path.basename(os.path.normpath(args.output_dir)),
-                summary=(
-                    f"An ELMo biLM (`toolkit_elmo`, {n_params / 1e6:.1f} M parameters without the softmax, "
-                    f"{unwrapped.config.token_embedder} input) pretrained on `{data_name}` for {state.global_step} "
-                    "steps. Load the layer representations with `AutoModel.from_pretrained(..., "
-                    "trust_remote_code=True)`; the tokenizer returns `input_ids` and `char_ids`."
-                ),
-                datasets=hub_datasets(data_args),
-                tags=["elmo", "bilm", "language-modeling"],
-                pipeline_tag="feature-extraction",
-            ),
-            config=unwrapped.config,
-            run_config=run_config,
-            metrics=[
-                CardMetric(
-                    "language-modeling",
-                    "perplexity",
-                    eval_metrics["eval_forward_perplexity"],
-                    eval_name,
-                    "validation",
-                    metric_name="forward perplexity",
-                    num_samples=len(eval_stream.types),
-                ),
-                CardMetric(
-                    "language-modeling",
-                    "perplexity",
-                    eval_metrics["eval_backward_perplexity"],
-                    eval_name,
-                    "validation",
-                    metric_name="backward perplexity",
-                    num_samples=len(eval_stream.types),
-                ),
-            ],
-        )
-        finish_run(accelerator, args, final_metrics, state.log_history)
-    accelerator.end_training()
-    return final_metrics
+    card, card_metrics = model_card(
+        accelerator.unwrap_model(model), data_args, training_args, n_params, state.global_step, eval_metrics,
+        len(eval_stream.types),
+    )  # fmt: skip
+    return finish_run(
+        accelerator, training_args, model, tokenizer, results=results, log_history=state.log_history,
+        run_config=run_config, card=card, card_metrics=card_metrics,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
