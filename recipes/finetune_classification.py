@@ -209,6 +209,49 @@ def encode_split(dataset, cls_args: ClassificationArguments, text_column: str, l
     return items
 
 
+def load_splits(accelerator, cls_args, data_args, seed: int) -> tuple[dict, dict, dict]:
+    """({split: encoded examples}, id2label, label2id) from the training, validation (held out of train when none
+    is given) and, when given, test data; the main process reads first (the others then find the cache ready)."""
+    with accelerator.main_process_first():
+        raw = load_raw_datasets(data_args, need_validation=True, seed=seed)
+    if "train" not in raw:
+        raise UserError("no training data: pass --train_file or --dataset_name")
+    columns = [data_args.text_column, cls_args.text_pair_column, cls_args.label_column]
+    check_columns(raw["train"], columns, "the training data")
+    id2label, label2id = label_vocabulary(raw["train"], cls_args.label_column)
+    if cls_args.label_names:
+        id2label, label2id = named_labels(id2label, cls_args.label_names)
+    if len(id2label) < 2:
+        raise UserError(f"the training data has a single label ({id2label[0]}); classification needs at least two")
+    splits = {
+        name: encode_split(raw[name], cls_args, data_args.text_column, label2id, f"the {name} data")
+        for name in ("train", "validation", "test")
+        if name in raw
+    }
+    return splits, id2label, label2id
+
+
+def build_loaders(splits: dict, tokenizer, cls_args, training_args) -> tuple[DataLoader, dict[str, DataLoader]]:
+    """(train loader, {split: evaluation loader}); `--group_by_length` batches training texts of similar length."""
+    collate = classification_collator(tokenizer, cls_args.max_seq_length)
+    train_items = splits["train"]
+    if cls_args.group_by_length:
+        lengths = [len(it["text"].split()) + len((it.get("text_pair") or "").split()) for it in train_items]
+        order = length_grouped_order(lengths, training_args.per_device_train_batch_size, training_args.seed)
+        train_items = [train_items[i] for i in order]
+    train_loader = DataLoader(
+        ListDataset(train_items), batch_size=training_args.per_device_train_batch_size,
+        shuffle=not cls_args.group_by_length, collate_fn=collate, num_workers=training_args.dataloader_num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )  # fmt: skip
+    eval_loaders = {
+        name: DataLoader(ListDataset(items), batch_size=training_args.per_device_eval_batch_size, collate_fn=collate)
+        for name, items in splits.items()
+        if name != "train"
+    }
+    return train_loader, eval_loaders
+
+
 def build_model(cls_args: ClassificationArguments, train_items, id2label, label2id, output_dir, accelerator):
     """(model, tokenizer, backbone kind) for `--model_name_or_path`."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -367,22 +410,7 @@ def main(cls_args: ClassificationArguments, data_args: DataArguments, training_a
     os.makedirs(output_dir, exist_ok=True)
 
     # --- data ---
-    with accelerator.main_process_first():
-        raw = load_raw_datasets(data_args, need_validation=True, seed=training_args.seed)
-    if "train" not in raw:
-        raise UserError("no training data: pass --train_file or --dataset_name")
-    columns = [data_args.text_column, cls_args.text_pair_column, cls_args.label_column]
-    check_columns(raw["train"], columns, "the training data")
-    id2label, label2id = label_vocabulary(raw["train"], cls_args.label_column)
-    if cls_args.label_names:
-        id2label, label2id = named_labels(id2label, cls_args.label_names)
-    if len(id2label) < 2:
-        raise UserError(f"the training data has a single label ({id2label[0]}); classification needs at least two")
-    splits = {
-        name: encode_split(raw[name], cls_args, data_args.text_column, label2id, f"the {name} data")
-        for name in ("train", "validation", "test")
-        if name in raw
-    }
+    splits, id2label, label2id = load_splits(accelerator, cls_args, data_args, training_args.seed)
 
     # --- model ---
     model, tokenizer, kind = build_model(cls_args, splits["train"], id2label, label2id, output_dir, accelerator)
@@ -393,22 +421,7 @@ def main(cls_args: ClassificationArguments, data_args: DataArguments, training_a
         model.compile()  # in place: same module class and state_dict keys
 
     # --- batches ---
-    collate = classification_collator(tokenizer, cls_args.max_seq_length)
-    train_items = splits["train"]
-    if cls_args.group_by_length:
-        lengths = [len(it["text"].split()) + len((it.get("text_pair") or "").split()) for it in train_items]
-        order = length_grouped_order(lengths, training_args.per_device_train_batch_size, training_args.seed)
-        train_items = [train_items[i] for i in order]
-    train_loader = DataLoader(
-        ListDataset(train_items), batch_size=training_args.per_device_train_batch_size,
-        shuffle=not cls_args.group_by_length, collate_fn=collate, num_workers=training_args.dataloader_num_workers,
-        pin_memory=torch.cuda.is_available(),
-    )  # fmt: skip
-    eval_names = [name for name in splits if name != "train"]
-    eval_loaders = [
-        DataLoader(ListDataset(splits[name]), batch_size=training_args.per_device_eval_batch_size, collate_fn=collate)
-        for name in eval_names
-    ]
+    train_loader, eval_loaders = build_loaders(splits, tokenizer, cls_args, training_args)
 
     # --- optimizer and schedule ---
     optimizer = create_optimizer(model, training_args)
@@ -416,8 +429,10 @@ def main(cls_args: ClassificationArguments, data_args: DataArguments, training_a
     scheduler = create_scheduler(optimizer, training_args, total_steps)
 
     # --- prepare ---
-    model, optimizer, train_loader, *eval_loaders = accelerator.prepare(model, optimizer, train_loader, *eval_loaders)
-    eval_loaders = dict(zip(eval_names, eval_loaders))
+    model, optimizer, train_loader, *prepared = accelerator.prepare(
+        model, optimizer, train_loader, *eval_loaders.values()
+    )
+    eval_loaders = dict(zip(eval_loaders, prepared))
     register_checkpoint_state(accelerator, scheduler=scheduler)  # JSON, not pickle
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
     if accelerator.is_main_process:

@@ -41,6 +41,7 @@ translation, ROUGE-1/2/L/Lsum for summarization (offline metric modules of `tool
         --config recipes/configs/translation/wmt_transformer_base.yaml
 """
 
+import contextlib
 import functools
 import glob
 import json
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader
+from transformers import DataCollatorForSeq2Seq
 
 import toolkit  # noqa: F401  (registers the model families with the Auto classes)
 from toolkit import config
@@ -219,8 +221,9 @@ def _pairs_from_dataset(dataset, seq_args, data_args, where: str) -> list[tuple[
     return list(zip(dataset[source_column], dataset[target_column]))
 
 
-def load_pairs(seq_args: Seq2SeqDataArguments, data_args: DataArguments, seed: int) -> dict[str, list]:
-    """{"train", "validation", "test"?: [(source, target), ...]} from any of the supported inputs."""
+def load_pairs(seq_args: Seq2SeqDataArguments, data_args: DataArguments, seed: int, accelerator=None) -> dict:
+    """{"train", "validation", "test"?: [(source, target), ...]} from any of the supported inputs; with an
+    `accelerator`, the main process reads datasets first (the others then find the cache ready)."""
     options = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
     given = {split: path for split, path in options.items() if path}
     parallel = {s: p for s, p in given.items() if is_parallel_prefix(p, seq_args.source_lang, seq_args.target_lang)}
@@ -251,7 +254,8 @@ def load_pairs(seq_args: Seq2SeqDataArguments, data_args: DataArguments, seed: i
             if data_args.max_eval_samples and split in pairs:
                 pairs[split] = pairs[split][: data_args.max_eval_samples]
     else:
-        raw = load_raw_datasets(data_args, need_validation=True, seed=seed)
+        with accelerator.main_process_first() if accelerator is not None else contextlib.nullcontext():
+            raw = load_raw_datasets(data_args, need_validation=True, seed=seed)
         if "train" not in raw:
             raise UserError("no training data: pass --train_file or --dataset_name")
         pairs = {s: _pairs_from_dataset(raw[s], seq_args, data_args, f"the {s} data") for s in raw}
@@ -275,28 +279,41 @@ def encode_pairs(pairs, source_tokenizer, target_tokenizer, seq_args, drop_long:
     return items
 
 
-def seq2seq_collator(pad_token_id: int, encoder_pad_token_id: int):
-    """Right-pad sources with the encoder's pad id and labels with -100 (ignored by the loss)."""
+def encode_splits(pairs: dict, source_tokenizer, target_tokenizer, seq_args) -> dict[str, list[dict]]:
+    """Token ids of every split; over-long training pairs are truncated, or dropped with --drop_long_pairs."""
+    encoded = {
+        split: encode_pairs(p, source_tokenizer, target_tokenizer, seq_args, drop_long=seq_args.drop_long_pairs and split == "train")
+        for split, p in pairs.items()
+    }  # fmt: skip
+    if not encoded["train"]:
+        raise UserError("no training pairs left after tokenization and length filtering")
+    return encoded
 
-    def collate(items):
-        batch_size = len(items)
-        source_len = max(len(it["input_ids"]) for it in items)
-        target_len = max(len(it["labels"]) for it in items)
-        input_ids = torch.full((batch_size, source_len), encoder_pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((batch_size, source_len), dtype=torch.long)
-        labels = torch.full((batch_size, target_len), -100, dtype=torch.long)
-        for row, it in enumerate(items):
-            input_ids[row, : len(it["input_ids"])] = torch.tensor(it["input_ids"])
-            attention_mask[row, : len(it["input_ids"])] = 1
-            labels[row, : len(it["labels"])] = torch.tensor(it["labels"])
-        return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "labels": labels,
-            "index": torch.tensor([it["index"] for it in items]),
-        }
 
-    return collate
+def build_loaders(encoded: dict, source_tokenizer, sampler, training_args) -> tuple[DataLoader, DataLoader]:
+    """(train loader, validation loader): sources right-padded with the encoder's pad id, labels with -100 (ignored
+    by the loss); training batches of `per_device_train_batch_size` pairs, or the `TokenBatchSampler`'s."""
+    collate = DataCollatorForSeq2Seq(source_tokenizer, label_pad_token_id=-100)
+    by_count = {} if sampler else dict(batch_size=training_args.per_device_train_batch_size, shuffle=True)
+    train_loader = DataLoader(
+        ListDataset(encoded["train"]), batch_sampler=sampler, **by_count, collate_fn=collate,
+        num_workers=training_args.dataloader_num_workers, pin_memory=torch.cuda.is_available(),
+    )  # fmt: skip
+    eval_loader = DataLoader(
+        ListDataset(encoded["validation"]), batch_size=training_args.per_device_eval_batch_size, collate_fn=collate
+    )
+    return train_loader, eval_loader
+
+
+def checkpoints_to_average(accelerator, k: int) -> int:
+    """--average_last_checkpoints, or 1 (no averaging) where the checkpoints hold sharded weights."""
+    if k > 1 and sharded_checkpoints(accelerator):
+        accelerator.print(
+            f"average_last_checkpoints={k} is skipped: under {accelerator.distributed_type.value} the checkpoints "
+            "hold sharded weights; the final weights are used"
+        )
+        return 1
+    return k
 
 
 # --- model -----------------------------------------------------------------------------------------------------------
@@ -506,12 +523,7 @@ def main(
     # --- accelerator, seed, resume ---
     refuse_streaming(data_args, "finetune_seq2seq.py")
     accelerator = make_accelerator(training_args)  # also seeds every RNG with training_args.seed
-    if seq_args.average_last_checkpoints > 1 and sharded_checkpoints(accelerator):
-        accelerator.print(
-            f"average_last_checkpoints={seq_args.average_last_checkpoints} is skipped: under "
-            f"{accelerator.distributed_type.value} the checkpoints hold sharded weights; the final weights are used"
-        )
-        seq_args.average_last_checkpoints = 1
+    seq_args.average_last_checkpoints = checkpoints_to_average(accelerator, seq_args.average_last_checkpoints)
     # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
     resume = prepare_run(accelerator, training_args, model_args, seq_args, data_args, training_args)
     start_time = time.perf_counter()
@@ -519,16 +531,10 @@ def main(
 
     # --- data and tokenizers ---
     task = infer_task(seq_args, data_args)
-    with accelerator.main_process_first():
-        pairs = load_pairs(seq_args, data_args, seed=training_args.seed)
+    pairs = load_pairs(seq_args, data_args, seed=training_args.seed, accelerator=accelerator)
     os.makedirs(output_dir, exist_ok=True)  # after the inputs are checked: a bad one leaves nothing behind
     source_tokenizer, target_tokenizer = build_tokenizers(model_args, pairs["train"], output_dir, accelerator)
-    encoded = {
-        split: encode_pairs(p, source_tokenizer, target_tokenizer, seq_args, drop_long=seq_args.drop_long_pairs and split == "train")
-        for split, p in pairs.items()
-    }  # fmt: skip
-    if not encoded["train"]:
-        raise UserError("no training pairs left after tokenization and length filtering")
+    encoded = encode_splits(pairs, source_tokenizer, target_tokenizer, seq_args)
     sampler = None
     if seq_args.max_tokens:
         lengths = [max(len(it["input_ids"]), len(it["labels"])) for it in encoded["train"]]
@@ -549,15 +555,7 @@ def main(
         model.compile()  # in place: same module class and state_dict keys
 
     # --- batches: by sentence count, or by token count (--max_tokens) ---
-    collate = seq2seq_collator(target_tokenizer.pad_token_id, source_tokenizer.pad_token_id)
-    by_count = {} if sampler else dict(batch_size=training_args.per_device_train_batch_size, shuffle=True)
-    train_loader = DataLoader(
-        ListDataset(encoded["train"]), batch_sampler=sampler, **by_count, collate_fn=collate,
-        num_workers=training_args.dataloader_num_workers, pin_memory=torch.cuda.is_available(),
-    )  # fmt: skip
-    eval_loader = DataLoader(
-        ListDataset(encoded["validation"]), batch_size=training_args.per_device_eval_batch_size, collate_fn=collate
-    )
+    train_loader, eval_loader = build_loaders(encoded, source_tokenizer, sampler, training_args)
 
     # --- optimizer and schedule ---
     optimizer = create_optimizer(model, training_args)

@@ -253,9 +253,25 @@ def fill_mask(model, tokenizer, text: str, k: int = 5) -> list[str]:
     return [tokenizer.decode([int(i)]).strip() for i in logits[0, position].topk(k).indices]
 
 
-def bert_config(model_args: BertModelArguments, tokenizer, sentence_objective: str) -> ToolkitBertConfig:
-    """The config of a model trained from scratch, sized for `tokenizer`."""
-    return ToolkitBertConfig(
+def build_tokenizer(accelerator, model_args, raw, text_column: str, output_dir: str, resume):
+    """The given tokenizer, or a WordPiece trained on the training text (kept in output_dir for a resumed run)."""
+    return load_or_train_tokenizer(
+        accelerator, model_args.tokenizer_name or model_args.model_name_or_path,
+        os.path.join(output_dir, TOKENIZER_DIR), reuse=bool(resume),
+        train=lambda: train_wordpiece(  # the iterator is read twice
+            functools.partial(batch_iterator, raw["train"], text_column),
+            vocab_size=model_args.vocab_size, lowercase=model_args.lowercase,
+        ),
+    )  # fmt: skip
+
+
+def build_model(model_args: BertModelArguments, sentence_objective: str, tokenizer):
+    """The checkpoint to continue, or a new model sized for `tokenizer`; with the NSP/SOP head when asked."""
+    with_pairs = sentence_objective != "none"
+    if model_args.model_name_or_path:
+        auto = AutoModelForPreTraining if with_pairs else AutoModelForMaskedLM
+        return auto.from_pretrained(model_args.model_name_or_path)
+    config = ToolkitBertConfig(
         vocab_size=len(tokenizer),
         hidden_size=model_args.hidden_size,
         num_hidden_layers=model_args.num_hidden_layers,
@@ -267,7 +283,7 @@ def bert_config(model_args: BertModelArguments, tokenizer, sentence_objective: s
         use_bias=model_args.use_bias,
         hidden_dropout_prob=model_args.hidden_dropout_prob,
         attention_probs_dropout_prob=model_args.attention_probs_dropout_prob,
-        pretraining_objectives=["mlm"] if sentence_objective == "none" else ["mlm", sentence_objective],
+        pretraining_objectives=["mlm", sentence_objective] if with_pairs else ["mlm"],
         sparse_prediction=model_args.sparse_prediction,
         pad_vocab_to_multiple_of=model_args.pad_vocab_to_multiple_of,
         attn_implementation=model_args.attn_implementation,
@@ -277,6 +293,7 @@ def bert_config(model_args: BertModelArguments, tokenizer, sentence_objective: s
         sep_token_id=tokenizer.sep_token_id,
         mask_token_id=tokenizer.mask_token_id,
     )
+    return (ToolkitBertForPreTraining if with_pairs else ToolkitBertForMaskedLM)(config)
 
 
 def mlm_loaders(accelerator, tokenizer, model, train_set, eval_set, mlm_args, data_args, training_args):
@@ -357,28 +374,15 @@ def main(
 
     # --- data and tokenizer ---
     raw = load_pretraining_text(accelerator, data_args, training_args.seed)
-    tokenizer = load_or_train_tokenizer(
-        accelerator, model_args.tokenizer_name or model_args.model_name_or_path,
-        os.path.join(training_args.output_dir, TOKENIZER_DIR), reuse=bool(resume),
-        train=lambda: train_wordpiece(  # the iterator is read twice
-            functools.partial(batch_iterator, raw["train"], data_args.text_column),
-            vocab_size=model_args.vocab_size, lowercase=model_args.lowercase,
-        ),
-    )  # fmt: skip
+    tokenizer = build_tokenizer(accelerator, model_args, raw, data_args.text_column, training_args.output_dir, resume)
     if not data_args.streaming:  # else tokenized, packed and masked in the DataLoader workers
         with accelerator.main_process_first():
             train_set = build_examples(raw["train"], tokenizer, mlm_args, data_args, training_args.seed)
             eval_set = build_examples(raw["validation"], tokenizer, mlm_args, data_args, training_args.seed + 1)
 
     # --- model ---
+    model = build_model(model_args, mlm_args.sentence_objective, tokenizer)
     with_pairs = mlm_args.sentence_objective != "none"
-    if model_args.model_name_or_path:
-        auto = AutoModelForPreTraining if with_pairs else AutoModelForMaskedLM
-        model = auto.from_pretrained(model_args.model_name_or_path)
-    else:
-        model = (ToolkitBertForPreTraining if with_pairs else ToolkitBertForMaskedLM)(
-            bert_config(model_args, tokenizer, mlm_args.sentence_objective)
-        )
     n_params = sum(p.numel() for p in model.parameters())
     model.to(accelerator.device)
     if training_args.torch_compile:
@@ -470,12 +474,10 @@ def main(
     card, card_metrics = model_card(
         mlm_args, data_args, training_args, n_params, state.global_step, eval_metrics, len(eval_set)
     )
-    fill_mask_sample = functools.partial(
-        print_fill_mask, accelerator, tokenizer, mlm_args.fill_mask_text, training_args.output_dir
-    )
     return finish_run(
         accelerator, training_args, model, tokenizer, results=results, log_history=state.log_history,
-        run_config=run_config, card=card, card_metrics=card_metrics, write_outputs=fill_mask_sample,
+        run_config=run_config, card=card, card_metrics=card_metrics,
+        write_outputs=functools.partial(print_fill_mask, accelerator, tokenizer, mlm_args.fill_mask_text, training_args.output_dir),
     )  # fmt: skip
 
 

@@ -320,6 +320,43 @@ def stream_loader(
     )
 
 
+def build_tokenizer(accelerator, model_args, raw, text_column: str, output_dir: str, resume):
+    """The given `ElmoTokenizerFast`, or one with the word vocabulary of the training text (kept in output_dir for a
+    resumed run)."""
+    source = model_args.tokenizer_name or model_args.model_name_or_path
+    tokenizer = load_or_train_tokenizer(
+        accelerator, source, os.path.join(output_dir, TOKENIZER_DIR), reuse=bool(resume),
+        train=lambda: ElmoTokenizerFast.train_from_iterator(
+            batch_iterator(raw["train"], text_column), vocab_size=model_args.vocab_size,
+            min_frequency=model_args.min_frequency,
+        ),
+    )  # fmt: skip
+    if not hasattr(tokenizer, "words_to_char_ids"):
+        raise UserError(f"tokenizer {source} is not an ElmoTokenizerFast (it must return char_ids)")
+    return tokenizer
+
+
+def build_model(model_args: ElmoModelArguments, tokenizer) -> ElmoForLanguageModeling:
+    """The checkpoint to continue, or a new biLM sized for `tokenizer`."""
+    if model_args.model_name_or_path:
+        return AutoModelForPreTraining.from_pretrained(model_args.model_name_or_path)
+    return ElmoForLanguageModeling(model_args.elmo_config(tokenizer))
+
+
+def stream_loaders(accelerator, train_stream, eval_stream, tokenizer, model, elmo_args, training_args):
+    """(train loader, validation loader) of windows; validation always carries states across windows."""
+    with_chars = model.config.token_embedder == "char_cnn"
+    train_loader = stream_loader(
+        train_stream, elmo_args.window_length, tokenizer, with_chars, training_args.per_device_train_batch_size,
+        accelerator, carry=elmo_args.carry_state, shuffle=True, collate_fn=PlanCollator(model),
+    )  # fmt: skip
+    eval_loader = stream_loader(
+        eval_stream, elmo_args.eval_window_length, tokenizer, with_chars, training_args.per_device_eval_batch_size,
+        accelerator, carry=True, shuffle=False, collate_fn=PlanCollator(model),
+    )  # fmt: skip
+    return train_loader, eval_loader
+
+
 # --- evaluation ---------------------------------------------------------------------------------------------------
 
 
@@ -354,14 +391,16 @@ def evaluate(model, loader, accelerator) -> dict:
     }
 
 
-def model_card(model, data_args, training_args, n_params: int, steps: int, eval_metrics: dict, eval_words: int):
+def model_card(
+    token_embedder: str, data_args, training_args, n_params: int, steps: int, eval_metrics: dict, eval_words: int
+):
     """The model card's `CardInfo` and `CardMetric`s."""
     trained_on, evaluated_on = pretraining_data_names(data_args)
     card = CardInfo(
         title=os.path.basename(os.path.normpath(training_args.output_dir)),
         summary=(
             f"An ELMo biLM (`toolkit_elmo`, {n_params / 1e6:.1f} M parameters without the softmax, "
-            f"{model.config.token_embedder} input) pretrained on `{trained_on}` for {steps} steps. Load the layer "
+            f"{token_embedder} input) pretrained on `{trained_on}` for {steps} steps. Load the layer "
             "representations with `AutoModel.from_pretrained(..., trust_remote_code=True)`; the tokenizer returns "
             "`input_ids` and `char_ids`."
         ),
@@ -403,16 +442,7 @@ def main(
 
     # --- data and vocabulary ---
     raw = load_pretraining_text(accelerator, data_args, training_args.seed)
-    source = model_args.tokenizer_name or model_args.model_name_or_path
-    tokenizer = load_or_train_tokenizer(
-        accelerator, source, os.path.join(training_args.output_dir, TOKENIZER_DIR), reuse=bool(resume),
-        train=lambda: ElmoTokenizerFast.train_from_iterator(
-            batch_iterator(raw["train"], data_args.text_column), vocab_size=model_args.vocab_size,
-            min_frequency=model_args.min_frequency,
-        ),
-    )  # fmt: skip
-    if not hasattr(tokenizer, "words_to_char_ids"):
-        raise UserError(f"tokenizer {source} is not an ElmoTokenizerFast (it must return char_ids)")
+    tokenizer = build_tokenizer(accelerator, model_args, raw, data_args.text_column, training_args.output_dir, resume)
     train_stream = build_stream(raw["train"], tokenizer, data_args.text_column)
     eval_stream = build_stream(raw["validation"], tokenizer, data_args.text_column)
     accelerator.print(
@@ -421,23 +451,14 @@ def main(
     )
 
     # --- model ---
-    if model_args.model_name_or_path:
-        model = AutoModelForPreTraining.from_pretrained(model_args.model_name_or_path)
-    else:
-        model = ElmoForLanguageModeling(model_args.elmo_config(tokenizer))
+    model = build_model(model_args, tokenizer)
     n_params = sum(p.numel() for p in model.elmo.parameters())  # without the softmax
     model.to(accelerator.device)
     if training_args.torch_compile:
         model.compile()  # in place: same module class and state_dict keys
-    with_chars = model.config.token_embedder == "char_cnn"
-    train_loader = stream_loader(
-        train_stream, elmo_args.window_length, tokenizer, with_chars, training_args.per_device_train_batch_size,
-        accelerator, carry=elmo_args.carry_state, shuffle=True, collate_fn=PlanCollator(model),
-    )  # fmt: skip
-    eval_loader = stream_loader(
-        eval_stream, elmo_args.eval_window_length, tokenizer, with_chars, training_args.per_device_eval_batch_size,
-        accelerator, carry=True, shuffle=False, collate_fn=PlanCollator(model),
-    )  # fmt: skip
+    train_loader, eval_loader = stream_loaders(
+        accelerator, train_stream, eval_stream, tokenizer, model, elmo_args, training_args
+    )
 
     # --- optimizer and schedule ---
     optimizer = create_optimizer(model, training_args)
@@ -519,8 +540,8 @@ def main(
         "params_without_softmax": n_params,
     }
     card, card_metrics = model_card(
-        accelerator.unwrap_model(model), data_args, training_args, n_params, state.global_step, eval_metrics,
-        len(eval_stream.types),
+        accelerator.unwrap_model(model).config.token_embedder, data_args, training_args, n_params,
+        state.global_step, eval_metrics, len(eval_stream.types),
     )  # fmt: skip
     return finish_run(
         accelerator, training_args, model, tokenizer, results=results, log_history=state.log_history,

@@ -245,24 +245,6 @@ def evaluation_at_last_step(state: TrainState) -> dict | None:
     return None
 
 
-def time_budget_exceeded(accelerator: Accelerator, start: float, max_minutes: float | None, scheduler=None) -> bool:
-    """Whether the wall-clock budget is spent, agreed by all processes (rank 0's clock decides).
-
-    Given the run's time-driven `BudgetScheduler`, its clock decides: it counts the training time of the runs a
-    resumed run continues, so the budget is for the whole training, not for each restart."""
-    if not max_minutes:
-        return False
-    if isinstance(scheduler, BudgetScheduler):
-        return scheduler.budget_spent()
-    spent = time.perf_counter() - start > 60 * max_minutes
-    if accelerator.num_processes == 1:
-        return spent  # no device tensor, so no host-device synchronisation in the step loop
-    flag = torch.tensor([float(spent)], device=accelerator.device)
-    from accelerate.utils import broadcast
-
-    return bool(broadcast(flag, from_process=0).item())
-
-
 def save_final_model(
     accelerator: Accelerator,
     model,
