@@ -51,7 +51,7 @@ from toolkit.evaluation.predict import (
     classification_collator,
     label_ids,
     label_key,
-    predict_classification,
+    predict_in_order,
     write_classification_outputs,
 )
 from toolkit.hub import CardInfo, hub_datasets, results_metrics
@@ -341,11 +341,7 @@ def backbone_training_defaults(accelerator, kind: str, cls_args, training_args, 
 
 def evaluate(model, loader, accelerator, items) -> tuple[dict, dict]:
     """Metrics (+ loss) on a prepared loader, and the raw gathered outputs ordered like `items`."""
-    result = predict_classification(model, loader, accelerator)
-    order = torch.argsort(result["index"])
-    result = {k: v[order] if isinstance(v, torch.Tensor) else v for k, v in result.items()}
-    if result["index"].tolist() != list(range(len(items))):
-        raise RuntimeError("evaluation did not see every example exactly once")
+    result = predict_in_order(model, loader, accelerator, len(items))
     metrics = {}
     if "labels" in result:
         metrics = classification_scores(result["predictions"].tolist(), result["labels"].tolist())

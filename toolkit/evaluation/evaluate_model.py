@@ -39,7 +39,7 @@ from toolkit.evaluation.predict import (
     classification_collator,
     generate_texts,
     label_ids,
-    predict_classification,
+    predict_in_order,
     write_classification_outputs,
 )
 
@@ -156,12 +156,8 @@ def _classification(args, accelerator, records, output_dir) -> dict:
         collate_fn=classification_collator(tokenizer, args.max_length),
     )
     model, dataloader = accelerator.prepare(model, dataloader)
-    result = predict_classification(model, dataloader, accelerator)
-    order = torch.argsort(result["index"])
-    if result["index"][order].tolist() != list(range(len(items))):
-        raise RuntimeError("distributed inference did not score every example exactly once")
-    predictions = result["predictions"][order].tolist()
-    result["probabilities"] = result["probabilities"][order]
+    result = predict_in_order(model, dataloader, accelerator, len(items))
+    predictions = result["predictions"].tolist()
     metrics = classification_scores(predictions, gold)
     metrics.update(num_examples=len(gold), loss=result.get("loss"), num_processes=accelerator.num_processes)
     if accelerator.is_main_process:

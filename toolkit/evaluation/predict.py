@@ -2,7 +2,8 @@
 and the `toolkit evaluate` command (`toolkit.evaluation.evaluate_model`).
 
 - `label_key` / `label_ids`: label values as the canonical strings and ids of a model's `label2id`.
-- `classification_collator` + `predict_classification`: a classifier over a prepared loader, every example once.
+- `classification_collator` + `predict_classification` (`predict_in_order`: in dataset order): a classifier over a
+  prepared loader, every example once.
 - `generate_texts`: a seq2seq model's outputs for a list of sources, data-parallel, in source order.
 - `write_classification_outputs`: `<prefix>_predictions.tsv`, confusion matrix and results of a split.
 """
@@ -116,6 +117,17 @@ def predict_classification(model, dataloader, accelerator) -> dict[str, torch.Te
     if labels:
         result["labels"] = torch.cat(labels)
         result["loss"] = float(torch.cat(losses).mean())
+    return result
+
+
+def predict_in_order(model, dataloader, accelerator, num_examples: int) -> dict[str, torch.Tensor]:
+    """`predict_classification` with every output in dataset order, checked to hold each of the `num_examples`
+    examples exactly once."""
+    result = predict_classification(model, dataloader, accelerator)
+    order = torch.argsort(result["index"])
+    result = {k: v[order] if isinstance(v, torch.Tensor) else v for k, v in result.items()}
+    if result["index"].tolist() != list(range(num_examples)):
+        raise RuntimeError("inference did not score every example exactly once")
     return result
 
 
