@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, DataCollatorWithPadding  # noqa: E402
 
-from toolkit.evaluation.evaluate_model import classification_collator  # noqa: E402
+from toolkit.evaluation.predict import classification_collator  # noqa: E402
 from toolkit.models.bert import ToolkitBertForSequenceClassification  # noqa: E402
 from toolkit.models.bert.convert import config_from_hf, convert_state_dict  # noqa: E402
 

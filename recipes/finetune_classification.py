@@ -34,54 +34,55 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import sys
 import time
 from dataclasses import dataclass, field
 
 import torch
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import toolkit  # noqa: E402,F401  (registers the model families with the Auto classes)
-from toolkit import config as toolkit_config  # noqa: E402
-from toolkit.data import DataArguments, check_columns, load_raw_datasets  # noqa: E402
-from toolkit.data.streaming import refuse_streaming  # noqa: E402
-from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
-from toolkit.evaluation import classification_scores  # noqa: E402
-from toolkit.evaluation.evaluate_model import (  # noqa: E402
+import toolkit  # noqa: F401  (registers the model families with the Auto classes)
+from toolkit import config
+from toolkit.data import DataArguments, ListDataset, check_columns, length_grouped_order, load_raw_datasets
+from toolkit.data.streaming import refuse_streaming
+from toolkit.errors import UserError, exit_on_user_error
+from toolkit.evaluation import classification_scores
+from toolkit.evaluation.predict import (
     classification_collator,
     label_ids,
     label_key,
-    predict_classification,
+    predict_in_order,
     write_classification_outputs,
 )
-from toolkit.hub import CardInfo, hub_datasets, results_metrics, write_model_card  # noqa: E402
-from toolkit.training import (  # noqa: E402
+from toolkit.hub import CardInfo, hub_datasets, results_metrics
+from toolkit.training import (
+    CLASSIFICATION_DEFAULTS,
+    SMALL_BERT_WIDTH,
+    ProgressLogger,
     TrainingArguments,
     TrainState,
+    apply_defaults,
     create_optimizer,
     create_scheduler,
+    describe,
+    evaluation_at_last_step,
     exit_if_preempted,
+    finish_run,
+    fit_length_to_model,
     load_checkpoint,
     load_full_state_dict,
     make_accelerator,
+    model_config_dict,
     prepare_run,
     register_checkpoint_state,
+    run_header,
     save_checkpoint,
+    save_final_model,
+    start_training_clock,
     total_training_steps,
     training_batches,
+    training_finished,
 )
-from toolkit.training.backbone_defaults import (  # noqa: E402
-    CLASSIFICATION_DEFAULTS,
-    SMALL_BERT_WIDTH,
-    apply_defaults,
-    describe,
-)
-from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded  # noqa: E402
-from toolkit.training.preflight import check_positions, field_default, model_config_dict  # noqa: E402
-from toolkit.training.report import finish_run, run_header  # noqa: E402
 
 METRICS = ("accuracy", "macro_f1", "matthews_correlation")
 
@@ -158,7 +159,7 @@ class ClassificationArguments:
 
 
 def parse_args(argv: list[str] | None = None):
-    return toolkit_config.parse_args(ClassificationArguments, DataArguments, TrainingArguments, args=argv)
+    return config.parse_args(ClassificationArguments, DataArguments, TrainingArguments, args=argv, description=__doc__)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------------
@@ -193,15 +194,15 @@ def named_labels(id2label: dict[int, str], label_names: str) -> tuple[dict[int, 
     return dict(enumerate(names)), {name: i for i, name in enumerate(names)}
 
 
-def encode_split(dataset, args: ClassificationArguments, text_column: str, label2id, where: str) -> list[dict]:
+def encode_split(dataset, cls_args: ClassificationArguments, text_column: str, label2id, where: str) -> list[dict]:
     """Examples as dicts {text, text_pair?, label?, index}; labels mapped to ids (unlabelled GLUE test: -1 -> none)."""
-    check_columns(dataset, [text_column, args.text_pair_column], where)
+    check_columns(dataset, [text_column, cls_args.text_pair_column], where)
     texts = dataset[text_column]
-    pairs = dataset[args.text_pair_column] if args.text_pair_column else None
+    pairs = dataset[cls_args.text_pair_column] if cls_args.text_pair_column else None
     labels = None
-    if args.label_column in (dataset.column_names or []):
-        values = dataset[args.label_column]
-        feature = dataset.features.get(args.label_column)
+    if cls_args.label_column in (dataset.column_names or []):
+        values = dataset[cls_args.label_column]
+        feature = dataset.features.get(cls_args.label_column)
         if not (getattr(feature, "names", None) and all(v == -1 for v in values)):  # GLUE test sets are unlabelled
             if getattr(feature, "names", None):
                 values = [feature.names[v] for v in values]
@@ -217,47 +218,79 @@ def encode_split(dataset, args: ClassificationArguments, text_column: str, label
     return items
 
 
-class Examples(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.items = items
+def load_splits(accelerator, cls_args, data_args, seed: int) -> tuple[dict, dict, dict]:
+    """({split: encoded examples}, id2label, label2id) from the training, validation (held out of train when none
+    is given) and, when given, test data; the main process reads first (the others then find the cache ready)."""
+    with accelerator.main_process_first():
+        raw = load_raw_datasets(data_args, need_validation=True, seed=seed)
+    if "train" not in raw:
+        raise UserError("no training data: pass --train_file or --dataset_name")
+    columns = [data_args.text_column, cls_args.text_pair_column, cls_args.label_column]
+    check_columns(raw["train"], columns, "the training data")
+    id2label, label2id = label_vocabulary(raw["train"], cls_args.label_column)
+    if cls_args.label_names:
+        id2label, label2id = named_labels(id2label, cls_args.label_names)
+    if len(id2label) < 2:
+        raise UserError(f"the training data has a single label ({id2label[0]}); classification needs at least two")
+    splits = {
+        name: encode_split(raw[name], cls_args, data_args.text_column, label2id, f"the {name} data")
+        for name in ("train", "validation", "test")
+        if name in raw
+    }
+    return splits, id2label, label2id
 
-    def __len__(self):
-        return len(self.items)
 
-    def __getitem__(self, i):
-        return self.items[i]
+def build_loaders(splits: dict, tokenizer, cls_args, training_args) -> tuple[DataLoader, dict[str, DataLoader]]:
+    """(train loader, {split: evaluation loader}); `--group_by_length` batches training texts of similar length."""
+    collate = classification_collator(tokenizer, cls_args.max_seq_length)
+    train_items = splits["train"]
+    if cls_args.group_by_length:
+        lengths = [len(it["text"].split()) + len((it.get("text_pair") or "").split()) for it in train_items]
+        order = length_grouped_order(lengths, training_args.per_device_train_batch_size, training_args.seed)
+        train_items = [train_items[i] for i in order]
+    train_loader = DataLoader(
+        ListDataset(train_items), batch_size=training_args.per_device_train_batch_size,
+        shuffle=not cls_args.group_by_length, collate_fn=collate, num_workers=training_args.dataloader_num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )  # fmt: skip
+    eval_loaders = {
+        name: DataLoader(ListDataset(items), batch_size=training_args.per_device_eval_batch_size, collate_fn=collate)
+        for name, items in splits.items()
+        if name != "train"
+    }
+    return train_loader, eval_loaders
 
 
-def build_model(args: ClassificationArguments, train_items, id2label, label2id, output_dir, accelerator):
+def build_model(cls_args: ClassificationArguments, train_items, id2label, label2id, output_dir, accelerator):
     """(model, tokenizer, backbone kind) for `--model_name_or_path`."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     labels = dict(num_labels=len(id2label), id2label=id2label, label2id=label2id)
-    if args.model_name_or_path == "scratch":
+    if cls_args.model_name_or_path == "scratch":
         from toolkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification, train_word_tokenizer
 
         tokenizer_dir = os.path.join(output_dir, "scratch_tokenizer")
         if accelerator.is_main_process and not os.path.isfile(os.path.join(tokenizer_dir, "tokenizer.json")):
             texts = [item["text"] for item in train_items] + [item.get("text_pair") or "" for item in train_items]
             tokenizer = train_word_tokenizer(
-                texts, vocab_size=args.scratch_vocab_size, min_frequency=args.scratch_min_frequency
+                texts, vocab_size=cls_args.scratch_vocab_size, min_frequency=cls_args.scratch_min_frequency
             )
             tokenizer.save_pretrained(tokenizer_dir)  # reused on resume: the vocabulary must not change
         accelerator.wait_for_everyone()
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         config = BiLSTMConfig(
             vocab_size=len(tokenizer),
-            embedding_size=args.scratch_embedding_size,
-            hidden_size=args.scratch_hidden_size,
-            num_layers=args.scratch_num_layers,
-            pooling=args.scratch_pooling,
+            embedding_size=cls_args.scratch_embedding_size,
+            hidden_size=cls_args.scratch_hidden_size,
+            num_layers=cls_args.scratch_num_layers,
+            pooling=cls_args.scratch_pooling,
             pad_token_id=tokenizer.pad_token_id,
-            **({"classifier_dropout": args.classifier_dropout} if args.classifier_dropout is not None else {}),
+            **({"classifier_dropout": cls_args.classifier_dropout} if cls_args.classifier_dropout is not None else {}),
             **labels,
         )
         return BiLSTMForSequenceClassification(config), tokenizer, "scratch"
 
-    path = args.model_name_or_path
+    path = cls_args.model_name_or_path
     if not os.path.isdir(path):
         raise UserError(f"model_name_or_path {path} is not a folder (or 'scratch')")
     config_file = os.path.join(path, "config.json")
@@ -276,52 +309,60 @@ def build_model(args: ClassificationArguments, train_items, id2label, label2id, 
     overrides = dict(labels)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if model_type == "toolkit_elmo":
-        overrides["freeze_bilm"] = not args.elmo_full_finetune
-        if args.elmo_word_embeddings and not getattr(tokenizer, "task_words", None):  # new task vocabulary
+        overrides["freeze_bilm"] = not cls_args.elmo_full_finetune
+        if cls_args.elmo_word_embeddings and not getattr(tokenizer, "task_words", None):  # new task vocabulary
             texts = [item["text"] for item in train_items] + [item.get("text_pair") or "" for item in train_items]
             tokenizer.set_task_words(
-                tokenizer.build_task_words(texts, args.scratch_vocab_size, args.scratch_min_frequency)
+                tokenizer.build_task_words(texts, cls_args.scratch_vocab_size, cls_args.scratch_min_frequency)
             )
             overrides["task_word_vocab_size"] = len(tokenizer.task_words)
-            overrides["task_word_embedding_dim"] = args.elmo_word_embedding_dim
-    if args.classifier_dropout is not None:
-        overrides["classifier_dropout"] = args.classifier_dropout
-    if args.hidden_dropout_prob is not None:
-        overrides["hidden_dropout_prob"] = overrides["attention_probs_dropout_prob"] = args.hidden_dropout_prob
+            overrides["task_word_embedding_dim"] = cls_args.elmo_word_embedding_dim
+    if cls_args.classifier_dropout is not None:
+        overrides["classifier_dropout"] = cls_args.classifier_dropout
+    if cls_args.hidden_dropout_prob is not None:
+        overrides["hidden_dropout_prob"] = overrides["attention_probs_dropout_prob"] = cls_args.hidden_dropout_prob
     if model_type == "toolkit_bert":
-        overrides["unpad_inputs"] = args.unpad_inputs  # toolkit.models.bert: MosaicBERT/ModernBERT-style unpadding
+        overrides["unpad_inputs"] = cls_args.unpad_inputs  # toolkit.models.bert: MosaicBERT/ModernBERT-style unpadding
     config = AutoConfig.from_pretrained(path, **overrides)
     model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
     if model_type == "toolkit_elmo" and hasattr(model, "set_bilm_frozen"):
-        model.set_bilm_frozen(not args.elmo_full_finetune)
-    if args.freeze_embeddings:
+        model.set_bilm_frozen(not cls_args.elmo_full_finetune)
+    if cls_args.freeze_embeddings:
         model.get_input_embeddings().requires_grad_(False)
     kind = {"toolkit_bert": "bert", "toolkit_elmo": "elmo"}.get(model_type, model_type)
     return model, tokenizer, kind
 
 
-def length_grouped_order(lengths: list[int], batch_size: int, seed: int) -> list[int]:
-    """A permutation that puts examples of similar length in the same batch: shuffle, sort by length within
-    mega-batches of 64 batches, cut into batches, shuffle the batches (deterministic in `seed`)."""
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    mega = 64 * batch_size
-    batches = []
-    for start in range(0, len(order), mega):
-        chunk = sorted(order[start : start + mega], key=lambda i: -lengths[i])
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return [i for batch in batches for i in batch]
+def check_backbone_options(cls_args) -> None:
+    """Options that only a BERT backbone has: one line, before the data is read."""
+    path = cls_args.model_name_or_path
+    model_type = "scratch" if path == "scratch" else model_config_dict(path).get("model_type")
+    for option in ("freeze_embeddings", "hidden_dropout_prob"):
+        if getattr(cls_args, option) not in (None, False) and model_type not in ("toolkit_bert", "bert"):
+            raise UserError(f"{option} applies to BERT backbones, not {model_type}")
+
+
+def backbone_training_defaults(accelerator, model, kind: str, cls_args, training_args, num_examples: int) -> dict:
+    """Set the learning rate, batch size, epochs, schedule... that suit the backbone, for the options the user did
+    not set (`toolkit.training.backbone_defaults`); returns what was chosen."""
+    elmo = (
+        "elmo_finetune" if cls_args.elmo_full_finetune else "elmo_words" if cls_args.elmo_word_embeddings else "elmo"
+    )
+    row = {"elmo": elmo, "toolkit_bilstm": "scratch"}.get(kind, kind)
+    if row == "bert" and model.config.hidden_size < SMALL_BERT_WIDTH:
+        row = "bert_small"
+    if row not in CLASSIFICATION_DEFAULTS:
+        return {}
+    chosen = apply_defaults(
+        CLASSIFICATION_DEFAULTS[row], [cls_args, training_args], num_examples, accelerator.num_processes
+    )
+    accelerator.print(describe(row, chosen))
+    return chosen
 
 
 def evaluate(model, loader, accelerator, items) -> tuple[dict, dict]:
     """Metrics (+ loss) on a prepared loader, and the raw gathered outputs ordered like `items`."""
-    result = predict_classification(model, loader, accelerator)
-    order = torch.argsort(result["index"])
-    result = {k: v[order] if isinstance(v, torch.Tensor) else v for k, v in result.items()}
-    if result["index"].tolist() != list(range(len(items))):
-        raise RuntimeError("evaluation did not see every example exactly once")
+    result = predict_in_order(model, loader, accelerator, len(items))
     metrics = {}
     if "labels" in result:
         metrics = classification_scores(result["predictions"].tolist(), result["labels"].tolist())
@@ -339,164 +380,143 @@ def evaluations_since_best(history: list[dict], key: str) -> int:
     return len(values) - 1 - best
 
 
+def model_card(cls_args, data_args, output_dir: str, id2label: dict, kind: str, results: dict):
+    """The model card's `CardInfo` and `CardMetric`s."""
+    if kind == "scratch":
+        backbone = "a BiLSTM-attention classifier trained from scratch"
+    else:
+        backbone = f"`{cls_args.model_name_or_path}` ({kind}) fine-tuned"
+    card = CardInfo(
+        title=os.path.basename(os.path.abspath(output_dir)),
+        summary=f"Text classifier ({len(id2label)} labels: {', '.join(id2label.values())}): {backbone}.",
+        datasets=hub_datasets(data_args),
+        tags=["text-classification", kind],
+        pipeline_tag="text-classification",
+        base_model=None if kind == "scratch" else cls_args.model_name_or_path,
+    )
+    return card, results_metrics("text-classification", results, METRICS, data_args)
+
+
+def write_predictions(output_dir: str, splits: dict, outputs: dict, results: dict, id2label: dict) -> None:
+    """`{split}_predictions.tsv`, `{split}_confusion_matrix.png` and `{split}_results.json` of the final model."""
+    for name, out in outputs.items():
+        items = splits[name]
+        texts = [it["text"] if "text_pair" not in it else f"{it['text']} ||| {it['text_pair']}" for it in items]
+        gold = out["labels"].tolist() if "labels" in out else None
+        split_metrics = {k[len(name) + 1 :]: v for k, v in results.items() if k.startswith(f"{name}_")}
+        write_classification_outputs(
+            output_dir, name, texts, gold, out["predictions"].tolist(), out["probabilities"], id2label,
+            split_metrics if gold is not None else None,
+        )  # fmt: skip
+
+
 # --- main ------------------------------------------------------------------------------------------------------------
 
 
 @exit_on_user_error
-def main(args: ClassificationArguments, data_args: DataArguments, train_args: TrainingArguments) -> dict:
-    start = time.perf_counter()
+def main(cls_args: ClassificationArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict:
+    # --- accelerator, seed, resume ---
     refuse_streaming(data_args, "finetune_classification.py")
-    accelerator = make_accelerator(train_args)
-    resume = prepare_run(accelerator, train_args, args, data_args, train_args)  # output_dir and changed-option checks
-    # before the data is read: a bad model, length or BERT-only option fails at once
-    backbone_config = {} if args.model_name_or_path == "scratch" else model_config_dict(args.model_name_or_path)
-    if args.model_name_or_path != "scratch":
-        args.max_seq_length = check_positions(
-            args.max_seq_length,
-            backbone_config.get("max_position_embeddings"),
-            args.model_name_or_path,
-            default=field_default(args, "max_seq_length"),
-        )
-    backbone_type = backbone_config.get("model_type", "scratch")
-    for option in ("freeze_embeddings", "hidden_dropout_prob"):
-        if getattr(args, option) not in (None, False) and backbone_type not in ("toolkit_bert", "bert"):
-            raise UserError(f"{option} applies to BERT backbones, not {backbone_type}")
-    output_dir = train_args.output_dir
+    accelerator = make_accelerator(training_args)  # also seeds every RNG with training_args.seed
+    # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
+    resume = prepare_run(accelerator, training_args, cls_args, data_args, training_args)
+    start_time = time.perf_counter()
+    check_backbone_options(cls_args)
+    if cls_args.model_name_or_path != "scratch":
+        cls_args.max_seq_length = fit_length_to_model(cls_args, cls_args.model_name_or_path)
+    output_dir = training_args.output_dir
     os.makedirs(output_dir, exist_ok=True)
 
     # --- data ---
-    raw = load_raw_datasets(data_args, need_validation=True, seed=train_args.seed)
-    if "train" not in raw:
-        raise UserError("no training data: pass --train_file or --dataset_name")
-    check_columns(raw["train"], [data_args.text_column, args.text_pair_column, args.label_column], "the training data")
-    id2label, label2id = label_vocabulary(raw["train"], args.label_column)
-    if args.label_names:
-        id2label, label2id = named_labels(id2label, args.label_names)
-    if len(id2label) < 2:
-        raise UserError(f"the training data has a single label ({id2label[0]}); classification needs at least two")
-    splits = {
-        name: encode_split(raw[name], args, data_args.text_column, label2id, f"the {name} data")
-        for name in ("train", "validation", "test")
-        if name in raw
-    }
+    splits, id2label, label2id = load_splits(accelerator, cls_args, data_args, training_args.seed)
 
     # --- model ---
-    model, tokenizer, kind = build_model(args, splits["train"], id2label, label2id, output_dir, accelerator)
-    # Learning rate, batch size, epochs, schedule... that suit the backbone, for the options the user did not set.
-    elmo_row = "elmo_finetune" if args.elmo_full_finetune else "elmo_words" if args.elmo_word_embeddings else "elmo"
-    defaults_row = {"elmo": elmo_row}.get(kind, kind)
-    defaults_row = {"toolkit_bilstm": "scratch"}.get(defaults_row, defaults_row)
-    if defaults_row == "bert" and model.config.hidden_size < SMALL_BERT_WIDTH:
-        defaults_row = "bert_small"
-    backbone_defaults = {}
-    if defaults_row in CLASSIFICATION_DEFAULTS:
-        backbone_defaults = apply_defaults(
-            CLASSIFICATION_DEFAULTS[defaults_row], [args, train_args], len(splits["train"]), accelerator.num_processes
-        )
-        accelerator.print(describe(defaults_row, backbone_defaults))
-    run_config = {**toolkit_config.to_dict(args, data_args, train_args), "backbone_defaults": backbone_defaults}
-    collate = classification_collator(tokenizer, args.max_seq_length)
-    train_items = splits["train"]
-    if args.group_by_length:
-        lengths = [len(it["text"].split()) + len((it.get("text_pair") or "").split()) for it in train_items]
-        order = length_grouped_order(lengths, train_args.per_device_train_batch_size, train_args.seed)
-        train_items = [train_items[i] for i in order]
-    train_loader = DataLoader(
-        Examples(train_items),
-        batch_size=train_args.per_device_train_batch_size,
-        shuffle=not args.group_by_length,
-        collate_fn=collate,
-        num_workers=train_args.dataloader_num_workers,
-        pin_memory=torch.cuda.is_available(),
+    model, tokenizer, kind = build_model(cls_args, splits["train"], id2label, label2id, output_dir, accelerator)
+    backbone_defaults = backbone_training_defaults(
+        accelerator, model, kind, cls_args, training_args, len(splits["train"])
     )
-    eval_loaders = {
-        name: DataLoader(Examples(items), batch_size=train_args.per_device_eval_batch_size, collate_fn=collate)
-        for name, items in splits.items()
-        if name != "train"
-    }
+    run_config = {**config.to_dict(cls_args, data_args, training_args), "backbone_defaults": backbone_defaults}
+    model = model.to(accelerator.device)
+    if training_args.torch_compile:
+        model.compile()  # in place: same module class and state_dict keys
+
+    # --- batches ---
+    train_loader, eval_loaders = build_loaders(splits, tokenizer, cls_args, training_args)
 
     # --- optimizer and schedule ---
-    model = model.to(accelerator.device)
-    if train_args.torch_compile:
-        model.compile()  # in place: same module class and state_dict keys
-    optimizer = create_optimizer(model, train_args)
-    total_steps, num_epochs = total_training_steps(train_args, len(train_loader) // accelerator.num_processes)
-    scheduler = create_scheduler(optimizer, train_args, total_steps)
+    optimizer = create_optimizer(model, training_args)
+    total_steps, num_epochs = total_training_steps(training_args, len(train_loader) // accelerator.num_processes)
+    scheduler = create_scheduler(optimizer, training_args, total_steps)
 
     # --- prepare ---
-    names = list(eval_loaders)
     model, optimizer, train_loader, *prepared = accelerator.prepare(
-        model, optimizer, train_loader, *[eval_loaders[n] for n in names]
+        model, optimizer, train_loader, *eval_loaders.values()
     )
-    eval_loaders = dict(zip(names, prepared))
+    eval_loaders = dict(zip(eval_loaders, prepared))
     register_checkpoint_state(accelerator, scheduler=scheduler)  # JSON, not pickle
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
     if accelerator.is_main_process:
         accelerator.init_trackers("finetune_classification", config=run_config)
-    progress = ProgressLogger(accelerator, total_steps, state, train_args.logging_steps)
+
+    # --- training loop, with early stopping on the validation metric ---
+    run_header(
+        accelerator, "finetune_classification", training_args, model=model, total_steps=total_steps,
+        num_epochs=num_epochs, data_sizes={n: len(items) for n, items in splits.items()}, labels=id2label,
+        start_step=state.global_step,
+    )  # fmt: skip
+    progress = ProgressLogger(accelerator, total_steps, state, training_args.logging_steps)
     best_dir = os.path.join(output_dir, "best_model")
-    best_key = f"eval_{args.metric_for_best_model}"
-    stale = evaluations_since_best(state.log_history, best_key)
+    stale = evaluations_since_best(state.log_history, f"eval_{cls_args.metric_for_best_model}")
 
     def run_validation() -> bool:
         """Evaluate, keep the best model, return True when early stopping says stop."""
         nonlocal stale
         metrics, _ = evaluate(model, eval_loaders["validation"], accelerator, splits["validation"])
         progress.record({f"eval_{k}": v for k, v in metrics.items()})
-        value = metrics[args.metric_for_best_model]
+        value = metrics[cls_args.metric_for_best_model]
         if state.best_metric is None or value > state.best_metric:
             state.best_metric, state.best_checkpoint, stale = value, best_dir, 0
-            if args.load_best_model_at_end:
-                save_final_model(accelerator, model, tokenizer, best_dir, {}, metrics)
+            if cls_args.load_best_model_at_end:
+                save_final_model(accelerator, model, tokenizer, best_dir, metrics=metrics)
         else:
             stale += 1
-        return bool(args.early_stopping_patience) and stale >= args.early_stopping_patience
+        return bool(cls_args.early_stopping_patience) and stale >= cls_args.early_stopping_patience
 
-    # --- training loop ---
-    run_header(
-        accelerator, "finetune_classification", train_args, model=model, total_steps=total_steps,
-        num_epochs=num_epochs, data_sizes={n: len(items) for n, items in splits.items()}, labels=id2label,
-        start_step=state.global_step,
-    )  # fmt: skip
     model.train()
-    stop = False
+    start_training_clock(scheduler)  # --max_time_minutes budgets the training loop only
     for batch in training_batches(accelerator, train_loader, state, num_epochs):
         batch.pop("index")
         with accelerator.accumulate(model):
             loss = model(**batch).loss
             accelerator.backward(loss)
-            if accelerator.sync_gradients and train_args.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), train_args.max_grad_norm)
+            if accelerator.sync_gradients and training_args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad()
         progress.update(loss, n_tokens=batch["attention_mask"].sum())
-        if accelerator.sync_gradients:
-            scheduler.step()
-            state.global_step += 1
-            progress.step(scheduler.get_last_lr()[0])
-            if train_args.eval_steps and state.global_step % train_args.eval_steps == 0:
-                stop = run_validation()
-            if train_args.save_steps and state.global_step % train_args.save_steps == 0:
-                save_checkpoint(accelerator, output_dir, state, train_args.save_total_limit)
-            exit_if_preempted(accelerator, train_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
-            if stop or state.global_step >= total_steps:
-                break
-            if time_budget_exceeded(accelerator, start, train_args.max_time_minutes):
-                break
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
+        state.global_step += 1
+        progress.step(scheduler.get_last_lr()[0])
+        stop = False
+        if training_args.eval_steps and state.global_step % training_args.eval_steps == 0:
+            stop = run_validation()
+        if training_args.save_steps and state.global_step % training_args.save_steps == 0:
+            save_checkpoint(accelerator, output_dir, state, training_args.save_total_limit)
+        exit_if_preempted(accelerator, training_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
+        if stop or training_finished(state, total_steps, scheduler):
+            break
     progress.close()
     accelerator.print(progress.throughput_line())
-    last_eval_step = max([e["step"] for e in state.log_history if best_key in e] or [-1])
-    if last_eval_step != state.global_step:
+    if evaluation_at_last_step(state) is None:
         run_validation()
-    train_seconds = time.perf_counter() - start
+    train_seconds = time.perf_counter() - start_time
 
-    # --- final save: the best model, evaluated on validation and test ---
-    if args.load_best_model_at_end and os.path.isfile(os.path.join(best_dir, "config.json")):
-        from safetensors.torch import load_file
-
+    # --- the best model, evaluated on validation and test ---
+    if cls_args.load_best_model_at_end and os.path.isfile(os.path.join(best_dir, "config.json")):
         accelerator.wait_for_everyone()
-        best_state = load_file(os.path.join(best_dir, "model.safetensors"))
-        load_full_state_dict(accelerator, model, best_state)
+        load_full_state_dict(accelerator, model, load_file(os.path.join(best_dir, "model.safetensors")))
     results = {"train_runtime_seconds": round(train_seconds, 1), "global_step": state.global_step, "backbone": kind}
     outputs = {}
     for name in eval_loaders:
@@ -504,38 +524,14 @@ def main(args: ClassificationArguments, data_args: DataArguments, train_args: Tr
         results.update({f"{name}_{k}": v for k, v in metrics.items()})
         results[f"{name}_samples"] = len(splits[name])
     model.eval()
-    unwrapped = save_final_model(accelerator, model, tokenizer, output_dir, run_config, results)
-    if accelerator.is_main_process:
-        for name, out in outputs.items():
-            items = splits[name]
-            texts = [it["text"] if "text_pair" not in it else f"{it['text']} ||| {it['text_pair']}" for it in items]
-            gold = out["labels"].tolist() if "labels" in out else None
-            split_metrics = {k[len(name) + 1 :]: v for k, v in results.items() if k.startswith(f"{name}_")}
-            write_classification_outputs(
-                output_dir, name, texts, gold, out["predictions"].tolist(), out["probabilities"], id2label,
-                split_metrics if gold is not None else None,
-            )  # fmt: skip
-        card_metrics = results_metrics("text-classification", results, METRICS, data_args)
-        backbone = "a BiLSTM-attention classifier trained from scratch" if kind == "scratch" else (
-            f"`{args.model_name_or_path}` ({kind}) fine-tuned"
-        )  # fmt: skip
-        write_model_card(
-            output_dir,
-            CardInfo(
-                title=f"{os.path.basename(os.path.abspath(output_dir))}",
-                summary=f"Text classifier ({len(id2label)} labels: {', '.join(id2label.values())}): {backbone}.",
-                datasets=hub_datasets(data_args),
-                tags=["text-classification", kind],
-                pipeline_tag="text-classification",
-                base_model=None if kind == "scratch" else args.model_name_or_path,
-            ),
-            config=unwrapped.config,
-            run_config=run_config,
-            metrics=card_metrics,
-        )
-        finish_run(accelerator, train_args, results, state.log_history)
-    accelerator.end_training()
-    return results
+
+    # --- finish: model, tokenizer, predictions, metrics, log history, model card, push ---
+    card, card_metrics = model_card(cls_args, data_args, output_dir, id2label, kind, results)
+    return finish_run(
+        accelerator, training_args, model, tokenizer, results=results, log_history=state.log_history,
+        run_config=run_config, card=card, card_metrics=card_metrics,
+        write_outputs=lambda _: write_predictions(output_dir, splits, outputs, results, id2label),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

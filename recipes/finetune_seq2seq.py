@@ -41,47 +41,62 @@ translation, ROUGE-1/2/L/Lsum for summarization (offline metric modules of `tool
         --config recipes/configs/translation/wmt_transformer_base.yaml
 """
 
+import contextlib
+import functools
 import glob
-import gzip
 import json
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader
+from transformers import DataCollatorForSeq2Seq
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import toolkit  # noqa: E402,F401  (registers the model families with the Auto classes)
-from toolkit import config as toolkit_config  # noqa: E402
-from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets, train_bpe  # noqa: E402
-from toolkit.data.streaming import refuse_streaming  # noqa: E402
-from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
-from toolkit.evaluation import summarization_scores, translation_scores  # noqa: E402
-from toolkit.hub import CardInfo, hub_datasets, results_metrics, write_model_card  # noqa: E402
-from toolkit.training import (  # noqa: E402
+import toolkit  # noqa: F401  (registers the model families with the Auto classes)
+from toolkit import config
+from toolkit.data import (
+    DataArguments,
+    ListDataset,
+    TokenBatchSampler,
+    batch_iterator,
+    check_columns,
+    is_parallel_prefix,
+    load_raw_datasets,
+    read_parallel,
+    train_bpe,
+)
+from toolkit.data.streaming import refuse_streaming
+from toolkit.errors import UserError, exit_on_user_error
+from toolkit.evaluation import task_scores
+from toolkit.evaluation.predict import generate_texts
+from toolkit.hub import CardInfo, hub_datasets, results_metrics
+from toolkit.training import (
+    SEQ2SEQ_DEFAULTS,
+    ProgressLogger,
     TrainingArguments,
     TrainState,
+    apply_defaults,
     create_optimizer,
     create_scheduler,
+    describe,
     exit_if_preempted,
+    finish_run,
     list_checkpoints,
     load_checkpoint,
     load_full_state_dict,
     make_accelerator,
     prepare_run,
     register_checkpoint_state,
+    run_header,
     save_checkpoint,
     sharded_checkpoints,
+    start_training_clock,
     total_training_steps,
     training_batches,
+    training_finished,
 )
-from toolkit.training.backbone_defaults import SEQ2SEQ_DEFAULTS, apply_defaults, describe  # noqa: E402
-from toolkit.training.loop import ProgressLogger, save_final_model, time_budget_exceeded  # noqa: E402
-from toolkit.training.report import finish_run, run_header  # noqa: E402
 
 TASKS = ("translation", "summarization")
 
@@ -170,52 +185,12 @@ class Seq2SeqDataArguments:
 
 
 def parse_args(argv: list[str] | None = None):
-    return toolkit_config.parse_args(
-        Seq2SeqModelArguments, Seq2SeqDataArguments, DataArguments, TrainingArguments, args=argv
+    return config.parse_args(
+        Seq2SeqModelArguments, Seq2SeqDataArguments, DataArguments, TrainingArguments, args=argv, description=__doc__
     )
 
 
 # --- data ------------------------------------------------------------------------------------------------------------
-
-
-def _read_lines(path: str) -> list[str]:
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            return [line.rstrip("\r\n") for line in f]
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text") from None
-
-
-def _parallel_file(prefix: str, lang: str) -> str | None:
-    for path in (f"{prefix}.{lang}", f"{prefix}.{lang}.gz"):
-        if os.path.isfile(path):
-            return path
-    return None
-
-
-def read_parallel(prefix: str, source_lang: str, target_lang: str, option: str) -> list[tuple[str, str]]:
-    """`prefix.src` and `prefix.tgt`, line-aligned, as (source, target) pairs."""
-    files = [_parallel_file(prefix, source_lang), _parallel_file(prefix, target_lang)]
-    for path, lang in zip(files, (source_lang, target_lang)):
-        if path is None:
-            raise UserError(f"{option} {prefix}: parallel file {prefix}.{lang} does not exist")
-    sources, targets = _read_lines(files[0]), _read_lines(files[1])
-    for path, lines in zip(files, (sources, targets)):
-        if not any(line.strip() for line in lines):
-            raise UserError(f"{option} {prefix}: parallel file {path} is empty")
-    if len(sources) != len(targets):
-        raise UserError(
-            f"{option} {prefix}: {files[0]} has {len(sources)} lines but {files[1]} has {len(targets)} lines; "
-            "parallel files must be line-aligned"
-        )
-    return list(zip(sources, targets))
-
-
-def is_parallel_prefix(path: str | None, source_lang: str | None, target_lang: str | None) -> bool:
-    return bool(path and source_lang and target_lang and not os.path.exists(path)) and (
-        _parallel_file(path, source_lang) is not None or _parallel_file(path, target_lang) is not None
-    )
 
 
 def infer_task(seq_args: Seq2SeqDataArguments, data_args: DataArguments) -> str:
@@ -246,8 +221,9 @@ def _pairs_from_dataset(dataset, seq_args, data_args, where: str) -> list[tuple[
     return list(zip(dataset[source_column], dataset[target_column]))
 
 
-def load_pairs(seq_args: Seq2SeqDataArguments, data_args: DataArguments, seed: int) -> dict[str, list]:
-    """{"train", "validation", "test"?: [(source, target), ...]} from any of the supported inputs."""
+def load_pairs(seq_args: Seq2SeqDataArguments, data_args: DataArguments, seed: int, accelerator=None) -> dict:
+    """{"train", "validation", "test"?: [(source, target), ...]} from any of the supported inputs; with an
+    `accelerator`, the main process reads datasets first (the others then find the cache ready)."""
     options = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
     given = {split: path for split, path in options.items() if path}
     parallel = {s: p for s, p in given.items() if is_parallel_prefix(p, seq_args.source_lang, seq_args.target_lang)}
@@ -278,7 +254,8 @@ def load_pairs(seq_args: Seq2SeqDataArguments, data_args: DataArguments, seed: i
             if data_args.max_eval_samples and split in pairs:
                 pairs[split] = pairs[split][: data_args.max_eval_samples]
     else:
-        raw = load_raw_datasets(data_args, need_validation=True, seed=seed)
+        with accelerator.main_process_first() if accelerator is not None else contextlib.nullcontext():
+            raw = load_raw_datasets(data_args, need_validation=True, seed=seed)
         if "train" not in raw:
             raise UserError("no training data: pass --train_file or --dataset_name")
         pairs = {s: _pairs_from_dataset(raw[s], seq_args, data_args, f"the {s} data") for s in raw}
@@ -302,84 +279,41 @@ def encode_pairs(pairs, source_tokenizer, target_tokenizer, seq_args, drop_long:
     return items
 
 
-class Examples(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
-
-
-class _Epoch:
-    """Holds the epoch; accelerate calls `set_epoch` on a batch sampler's `sampler`, sharded or not."""
-
-    def __init__(self):
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int):
-        self.epoch = epoch
+def encode_splits(pairs: dict, source_tokenizer, target_tokenizer, seq_args) -> dict[str, list[dict]]:
+    """Token ids of every split; over-long training pairs are truncated, or dropped with --drop_long_pairs."""
+    encoded = {
+        split: encode_pairs(p, source_tokenizer, target_tokenizer, seq_args, drop_long=seq_args.drop_long_pairs and split == "train")
+        for split, p in pairs.items()
+    }  # fmt: skip
+    if not encoded["train"]:
+        raise UserError("no training pairs left after tokenization and length filtering")
+    return encoded
 
 
-class TokenBatchSampler(torch.utils.data.Sampler):
-    """Batches of at most `max_tokens` padded tokens (fairseq's `--max-tokens`).
-
-    Examples are sorted by length, so each batch holds similar lengths (little padding); the batches are made once
-    (fixed composition, so the epoch length never changes) and their order is shuffled with (seed, epoch).
-    """
-
-    def __init__(self, lengths: list[int], max_tokens: int, seed: int):
-        order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-        self.batches, batch, longest = [], [], 0
-        for i in order:
-            longest_if_added = max(longest, lengths[i])
-            if batch and longest_if_added * (len(batch) + 1) > max_tokens:
-                self.batches.append(batch)
-                batch, longest_if_added = [], lengths[i]
-            batch.append(i)
-            longest = longest_if_added
-        if batch:
-            self.batches.append(batch)
-        self.seed = seed
-        self.sampler = _Epoch()
-
-    def set_epoch(self, epoch: int):
-        self.sampler.set_epoch(epoch)
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        order = list(range(len(self.batches)))
-        random.Random(self.seed * 100003 + self.sampler.epoch).shuffle(order)
-        for b in order:
-            yield self.batches[b]
+def build_loaders(encoded: dict, source_tokenizer, sampler, training_args) -> tuple[DataLoader, DataLoader]:
+    """(train loader, validation loader): sources right-padded with the encoder's pad id, labels with -100 (ignored
+    by the loss); training batches of `per_device_train_batch_size` pairs, or the `TokenBatchSampler`'s."""
+    collate = DataCollatorForSeq2Seq(source_tokenizer, label_pad_token_id=-100)
+    by_count = {} if sampler else dict(batch_size=training_args.per_device_train_batch_size, shuffle=True)
+    train_loader = DataLoader(
+        ListDataset(encoded["train"]), batch_sampler=sampler, **by_count, collate_fn=collate,
+        num_workers=training_args.dataloader_num_workers, pin_memory=torch.cuda.is_available(),
+    )  # fmt: skip
+    eval_loader = DataLoader(
+        ListDataset(encoded["validation"]), batch_size=training_args.per_device_eval_batch_size, collate_fn=collate
+    )
+    return train_loader, eval_loader
 
 
-def seq2seq_collator(pad_token_id: int, encoder_pad_token_id: int):
-    """Right-pad sources with the encoder's pad id and labels with -100 (ignored by the loss)."""
-
-    def collate(items):
-        batch_size = len(items)
-        source_len = max(len(it["input_ids"]) for it in items)
-        target_len = max(len(it["labels"]) for it in items)
-        input_ids = torch.full((batch_size, source_len), encoder_pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((batch_size, source_len), dtype=torch.long)
-        labels = torch.full((batch_size, target_len), -100, dtype=torch.long)
-        for row, it in enumerate(items):
-            input_ids[row, : len(it["input_ids"])] = torch.tensor(it["input_ids"])
-            attention_mask[row, : len(it["input_ids"])] = 1
-            labels[row, : len(it["labels"])] = torch.tensor(it["labels"])
-        return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "labels": labels,
-            "index": torch.tensor([it["index"] for it in items]),
-        }
-
-    return collate
+def checkpoints_to_average(accelerator, k: int) -> int:
+    """--average_last_checkpoints, or 1 (no averaging) where the checkpoints hold sharded weights."""
+    if k > 1 and sharded_checkpoints(accelerator):
+        accelerator.print(
+            f"average_last_checkpoints={k} is skipped: under {accelerator.distributed_type.value} the checkpoints "
+            "hold sharded weights; the final weights are used"
+        )
+        return 1
+    return k
 
 
 # --- model -----------------------------------------------------------------------------------------------------------
@@ -497,46 +431,17 @@ def average_checkpoints(paths: list[str]) -> dict[str, torch.Tensor]:
 # --- evaluation ------------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def generate_predictions(model, source_tokenizer, target_tokenizer, sources, accelerator, seq_args, batch_size,
-                         num_beams: int) -> list[str]:  # fmt: skip
-    """Generate for every source (data-parallel, length-sorted batches); texts in source order."""
-    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-    items = [{"text": sources[i], "index": i} for i in order]
-
-    def collate(batch_items):
-        encoded = source_tokenizer(
-            [it["text"] for it in batch_items], padding=True, truncation=True,
-            max_length=seq_args.max_source_length, return_tensors="pt",
-        )  # fmt: skip
-        return {
-            "input_ids": encoded["input_ids"],
-            "attention_mask": encoded["attention_mask"],
-            "index": torch.tensor([it["index"] for it in batch_items]),
-        }
-
-    loader = accelerator.prepare(DataLoader(Examples(items), batch_size=batch_size, collate_fn=collate))
-    unwrapped = accelerator.unwrap_model(model)
-    was_training = unwrapped.training
-    unwrapped.eval()
-    pad = target_tokenizer.pad_token_id
-    outputs: dict[int, str] = {}
-    for batch in loader:
-        index = batch.pop("index")
-        generated = unwrapped.generate(
-            **batch,
-            num_beams=num_beams,
-            length_penalty=seq_args.length_penalty,
-            no_repeat_ngram_size=seq_args.no_repeat_ngram_size,
-            max_new_tokens=seq_args.max_new_tokens,
-            do_sample=False,
-        )
-        generated = accelerator.pad_across_processes(generated, dim=1, pad_index=pad)
-        index, generated = accelerator.gather_for_metrics((index, generated))
-        for i, text in zip(index.tolist(), target_tokenizer.batch_decode(generated, skip_special_tokens=True)):
-            outputs[i] = text.strip()
-    unwrapped.train(was_training)
-    return [outputs[i] for i in range(len(sources))]
+def backbone_training_defaults(accelerator, model_args, seq_args, training_args, num_examples: int, sampler) -> dict:
+    """Set the learning rate, batch size and schedule that suit the model, for the options the user did not set
+    (`toolkit.training.backbone_defaults`); returns what was chosen."""
+    row = "bert2transformer" if model_args.init_encoder_from else model_args.model_type
+    chosen = apply_defaults(
+        SEQ2SEQ_DEFAULTS[row], [model_args, seq_args, training_args], num_examples, accelerator.num_processes,
+        skip_if_set={"per_device_train_batch_size": ("max_tokens",)},
+        batches_per_epoch=len(sampler) if sampler is not None else None,
+    )  # fmt: skip
+    accelerator.print(describe(row, chosen))
+    return chosen
 
 
 @torch.no_grad()
@@ -554,10 +459,55 @@ def validation_loss(model, loader, accelerator) -> float:
     return (total / count.clamp(min=1)).item()
 
 
-def task_metrics(task: str, predictions: list[str], references: list[str]) -> dict[str, float]:
-    if task == "translation":
-        return translation_scores(predictions, references)
-    return summarization_scores(predictions, references)
+def average_last_checkpoints(accelerator, model, state, output_dir: str, k: int) -> int:
+    """Load the mean weights of the last `k` checkpoints (the final weights among them) into `model`; returns how
+    many were averaged."""
+    checkpoints = list_checkpoints(output_dir)
+    if not checkpoints or not checkpoints[-1].endswith(f"step-{state.global_step:08d}"):
+        save_checkpoint(accelerator, output_dir, state, None)  # the final weights take part
+        checkpoints = list_checkpoints(output_dir)
+    chosen = checkpoints[-k:]
+    accelerator.wait_for_everyone()
+    load_full_state_dict(accelerator, model, average_checkpoints(chosen), strict=False)
+    accelerator.unwrap_model(model).tie_weights()
+    accelerator.print(f"averaged the weights of {len(chosen)} checkpoints: {', '.join(map(os.path.basename, chosen))}")
+    return len(chosen)
+
+
+def model_card(task: str, model_args, seq_args, data_args, output_dir: str, model, results: dict):
+    """The model card's `CardInfo` and `CardMetric`s."""
+    if model_args.model_type == "transformer":
+        what = f"Transformer ({model_args.encoder_layers}+{model_args.decoder_layers} layers, d_model {model.config.d_model})"
+    else:
+        what = f"RNN encoder-decoder ({model_args.cell_type}, {model_args.attention_type} attention)"
+    if model_args.init_encoder_from:
+        what += f" with the encoder initialised from `{model_args.init_encoder_from}`"
+    card = CardInfo(
+        title=os.path.basename(os.path.abspath(output_dir)),
+        summary=f"{task.capitalize()} model: {what}, trained with `recipes/finetune_seq2seq.py`.",
+        datasets=hub_datasets(data_args),
+        tags=[task, "seq2seq", model_args.model_type],
+        pipeline_tag="translation" if task == "translation" else "summarization",
+        language=[seq_args.source_lang, seq_args.target_lang] if task == "translation" else "en",
+    )
+    metric_names = ("bleu", "chrf") if task == "translation" else ("rouge1", "rouge2", "rougeL", "rougeLsum")
+    return card, results_metrics(task, results, metric_names, data_args)
+
+
+def write_outputs(output_dir: str, seq_args, source_tokenizer, target_tokenizer, pairs, predictions, model) -> None:
+    """The generation settings of the final evaluation, the source tokenizer (when it is not the target's) and
+    `{split}_predictions.jsonl`."""
+    model.generation_config.update(
+        num_beams=seq_args.num_beams, length_penalty=seq_args.length_penalty,
+        no_repeat_ngram_size=seq_args.no_repeat_ngram_size, max_new_tokens=seq_args.max_new_tokens,
+    )  # fmt: skip
+    model.generation_config.save_pretrained(output_dir)
+    if source_tokenizer is not target_tokenizer:
+        source_tokenizer.save_pretrained(os.path.join(output_dir, "source_tokenizer"))
+    for split, texts in predictions.items():
+        with open(os.path.join(output_dir, f"{split}_predictions.jsonl"), "w", encoding="utf-8") as f:
+            for (source, reference), prediction in zip(pairs[split], texts):
+                f.write(json.dumps({"source": source, "prediction": prediction, "reference": reference}) + "\n")
 
 
 # --- main ------------------------------------------------------------------------------------------------------------
@@ -568,78 +518,49 @@ def main(
     model_args: Seq2SeqModelArguments,
     seq_args: Seq2SeqDataArguments,
     data_args: DataArguments,
-    train_args: TrainingArguments,
+    training_args: TrainingArguments,
 ) -> dict:
-    start = time.perf_counter()
+    # --- accelerator, seed, resume ---
     refuse_streaming(data_args, "finetune_seq2seq.py")
-    accelerator = make_accelerator(train_args)
-    if seq_args.average_last_checkpoints > 1 and sharded_checkpoints(accelerator):
-        accelerator.print(
-            f"average_last_checkpoints={seq_args.average_last_checkpoints} is skipped: under "
-            f"{accelerator.distributed_type.value} the checkpoints hold sharded weights; the final weights are used"
-        )
-        seq_args.average_last_checkpoints = 1
+    accelerator = make_accelerator(training_args)  # also seeds every RNG with training_args.seed
+    seq_args.average_last_checkpoints = checkpoints_to_average(accelerator, seq_args.average_last_checkpoints)
     # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
-    resume = prepare_run(accelerator, train_args, model_args, seq_args, data_args, train_args)
-    output_dir = train_args.output_dir
+    resume = prepare_run(accelerator, training_args, model_args, seq_args, data_args, training_args)
+    start_time = time.perf_counter()
+    output_dir = training_args.output_dir
 
-    # --- data ---
+    # --- data and tokenizers ---
     task = infer_task(seq_args, data_args)
-    pairs = load_pairs(seq_args, data_args, seed=train_args.seed)
+    pairs = load_pairs(seq_args, data_args, seed=training_args.seed, accelerator=accelerator)
     os.makedirs(output_dir, exist_ok=True)  # after the inputs are checked: a bad one leaves nothing behind
     source_tokenizer, target_tokenizer = build_tokenizers(model_args, pairs["train"], output_dir, accelerator)
-    encoded = {
-        split: encode_pairs(p, source_tokenizer, target_tokenizer, seq_args, drop_long=seq_args.drop_long_pairs and split == "train")
-        for split, p in pairs.items()
-    }  # fmt: skip
-    if not encoded["train"]:
-        raise UserError("no training pairs left after tokenization and length filtering")
-    accelerator.print(
-        f"{task}: " + ", ".join(f"{s} {len(encoded[s])} pairs" for s in encoded) + f"; vocab {len(target_tokenizer)}"
-    )
-    collate = seq2seq_collator(target_tokenizer.pad_token_id, source_tokenizer.pad_token_id)
+    encoded = encode_splits(pairs, source_tokenizer, target_tokenizer, seq_args)
     sampler = None
     if seq_args.max_tokens:
         lengths = [max(len(it["input_ids"]), len(it["labels"])) for it in encoded["train"]]
-        sampler = TokenBatchSampler(lengths, seq_args.max_tokens, seed=train_args.seed)
-    # Learning rate, batch size and schedule that suit the model, for the options the user did not set.
-    defaults_row = "bert2transformer" if model_args.init_encoder_from else model_args.model_type
-    backbone_defaults = apply_defaults(
-        SEQ2SEQ_DEFAULTS[defaults_row], [model_args, seq_args, train_args], len(encoded["train"]),
-        accelerator.num_processes, skip_if_set={"per_device_train_batch_size": ("max_tokens",)},
-        batches_per_epoch=len(sampler) if sampler is not None else None,
-    )  # fmt: skip
-    accelerator.print(describe(defaults_row, backbone_defaults))
+        sampler = TokenBatchSampler(lengths, seq_args.max_tokens, seed=training_args.seed)
+    backbone_defaults = backbone_training_defaults(
+        accelerator, model_args, seq_args, training_args, len(encoded["train"]), sampler
+    )
     run_config = {
-        **toolkit_config.to_dict(model_args, seq_args, data_args, train_args),
+        **config.to_dict(model_args, seq_args, data_args, training_args),
         "backbone_defaults": backbone_defaults,
     }
-    if sampler is not None:
-        train_loader = DataLoader(
-            Examples(encoded["train"]), batch_sampler=sampler, collate_fn=collate,
-            num_workers=train_args.dataloader_num_workers, pin_memory=torch.cuda.is_available(),
-        )  # fmt: skip
-    else:
-        train_loader = DataLoader(
-            Examples(encoded["train"]), batch_size=train_args.per_device_train_batch_size, shuffle=True,
-            collate_fn=collate, num_workers=train_args.dataloader_num_workers, pin_memory=torch.cuda.is_available(),
-        )  # fmt: skip
-    eval_loader = DataLoader(
-        Examples(encoded["validation"]), batch_size=train_args.per_device_eval_batch_size, collate_fn=collate
-    )
 
     # --- model ---
     model = build_model(model_args, source_tokenizer, target_tokenizer, accelerator)
     n_params = sum(p.numel() for p in model.parameters())
-    accelerator.print(f"{type(model).__name__}: {n_params / 1e6:.2f}M parameters")
+    model = model.to(accelerator.device)
+    if training_args.torch_compile:
+        model.compile()  # in place: same module class and state_dict keys
+
+    # --- batches: by sentence count, or by token count (--max_tokens) ---
+    train_loader, eval_loader = build_loaders(encoded, source_tokenizer, sampler, training_args)
 
     # --- optimizer and schedule ---
-    model = model.to(accelerator.device)
-    if train_args.torch_compile:
-        model.compile()  # in place: same module class and state_dict keys
-    optimizer = create_optimizer(model, train_args)
-    total_steps, num_epochs = total_training_steps(train_args, len(train_loader) // accelerator.num_processes)
-    scheduler = create_scheduler(optimizer, train_args, total_steps)
+    optimizer = create_optimizer(model, training_args)
+    total_steps, num_epochs = total_training_steps(training_args, len(train_loader) // accelerator.num_processes)
+    scheduler = create_scheduler(optimizer, training_args, total_steps)
 
     # --- prepare ---
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
@@ -647,136 +568,83 @@ def main(
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
     if accelerator.is_main_process:
         accelerator.init_trackers("finetune_seq2seq", config=run_config)
-    progress = ProgressLogger(accelerator, total_steps, state, train_args.logging_steps)
-    validation_sources = [s for s, _ in pairs["validation"]]
-    validation_references = [t for _, t in pairs["validation"]]
 
-    def run_validation() -> dict:
-        metrics = {"eval_loss": round(validation_loss(model, eval_loader, accelerator), 4)}
-        predictions = generate_predictions(
-            model, source_tokenizer, target_tokenizer, validation_sources, accelerator, seq_args,
-            train_args.per_device_eval_batch_size, num_beams=seq_args.eval_num_beams,
+    def generate(split: str, num_beams: int) -> tuple[list[str], dict]:
+        """Predictions for a split and their scores (sacreBLEU + chrF, or ROUGE)."""
+        predictions = generate_texts(
+            model, source_tokenizer, [s for s, _ in pairs[split]], accelerator,
+            training_args.per_device_eval_batch_size, seq_args.max_source_length, target_tokenizer=target_tokenizer,
+            num_beams=num_beams, length_penalty=seq_args.length_penalty, do_sample=False,
+            no_repeat_ngram_size=seq_args.no_repeat_ngram_size, max_new_tokens=seq_args.max_new_tokens,
         )  # fmt: skip
-        scores = task_metrics(task, predictions, validation_references)
-        metrics.update({f"eval_{k}": round(v, 2) for k, v in scores.items()})
-        progress.record(metrics)
-        return metrics
+        return predictions, task_scores(task, predictions, [t for _, t in pairs[split]])
 
     # --- training loop ---
     run_header(
-        accelerator, f"finetune_seq2seq ({task})", train_args, model=model, total_steps=total_steps,
+        accelerator, f"finetune_seq2seq ({task})", training_args, model=model, total_steps=total_steps,
         num_epochs=num_epochs, data_sizes={s: len(encoded[s]) for s in encoded}, unit="pairs",
         per_device_batch=f"{seq_args.max_tokens} tokens" if seq_args.max_tokens else None,
         start_step=state.global_step,
     )  # fmt: skip
+    progress = ProgressLogger(accelerator, total_steps, state, training_args.logging_steps)
     model.train()
+    start_training_clock(scheduler)  # --max_time_minutes budgets the training loop only
     for batch in training_batches(accelerator, train_loader, state, num_epochs):
         batch.pop("index")
         with accelerator.accumulate(model):
             loss = model(**batch).loss
             accelerator.backward(loss)
-            if accelerator.sync_gradients and train_args.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), train_args.max_grad_norm)
+            if accelerator.sync_gradients and training_args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad()
         progress.update(loss, n_tokens=(batch["labels"] != -100).sum())
-        if accelerator.sync_gradients:
-            scheduler.step()
-            state.global_step += 1
-            progress.step(scheduler.get_last_lr()[0])
-            if train_args.eval_steps and state.global_step % train_args.eval_steps == 0:
-                run_validation()
-            if train_args.save_steps and state.global_step % train_args.save_steps == 0:
-                save_checkpoint(accelerator, output_dir, state, train_args.save_total_limit)
-            exit_if_preempted(accelerator, train_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
-            if state.global_step >= total_steps or time_budget_exceeded(
-                accelerator, start, train_args.max_time_minutes
-            ):
-                break
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
+        state.global_step += 1
+        progress.step(scheduler.get_last_lr()[0])
+        if training_args.eval_steps and state.global_step % training_args.eval_steps == 0:
+            eval_loss = round(validation_loss(model, eval_loader, accelerator), 4)
+            _, scores = generate("validation", num_beams=seq_args.eval_num_beams)  # greedy by default: fast
+            progress.record({"eval_loss": eval_loss, **{f"eval_{k}": round(v, 2) for k, v in scores.items()}})
+        if training_args.save_steps and state.global_step % training_args.save_steps == 0:
+            save_checkpoint(accelerator, output_dir, state, training_args.save_total_limit)
+        exit_if_preempted(accelerator, training_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
+        if training_finished(state, total_steps, scheduler):
+            break
     progress.close()
     accelerator.print(progress.throughput_line())
-    train_seconds = time.perf_counter() - start
+    train_seconds = time.perf_counter() - start_time
 
-    # --- checkpoint averaging ---
+    # --- the final model (optionally averaged over the last checkpoints), evaluated with beam search ---
     averaged = 0
     if seq_args.average_last_checkpoints > 1:
-        checkpoints = list_checkpoints(output_dir)
-        if not checkpoints or not checkpoints[-1].endswith(f"step-{state.global_step:08d}"):
-            save_checkpoint(accelerator, output_dir, state, None)  # the final weights take part
-            checkpoints = list_checkpoints(output_dir)
-        chosen = checkpoints[-seq_args.average_last_checkpoints :]
-        accelerator.wait_for_everyone()
-        load_full_state_dict(accelerator, model, average_checkpoints(chosen), strict=False)
-        accelerator.unwrap_model(model).tie_weights()
-        averaged = len(chosen)
-        accelerator.print(
-            f"averaged the weights of {averaged} checkpoints: {', '.join(map(os.path.basename, chosen))}"
-        )
-
-    # --- final evaluation with beam search, save ---
+        averaged = average_last_checkpoints(accelerator, model, state, output_dir, seq_args.average_last_checkpoints)
     results = {
-        "task": task,
-        "model_type": model_args.model_type,
-        "train_runtime_seconds": round(train_seconds, 1),
-        "global_step": state.global_step,
-        "parameters": n_params,
-        "averaged_checkpoints": averaged,
-        "final_train_loss": progress.last_loss,
-    }
-    results["validation_loss"] = round(validation_loss(model, eval_loader, accelerator), 4)
+        "task": task, "model_type": model_args.model_type, "train_runtime_seconds": round(train_seconds, 1),
+        "global_step": state.global_step, "parameters": n_params, "averaged_checkpoints": averaged,
+        "final_train_loss": progress.last_loss, "validation_loss": round(validation_loss(model, eval_loader, accelerator), 4),
+    }  # fmt: skip
     predictions = {}
     for split in ("validation", "test"):
-        if split not in pairs or split not in seq_args.final_eval_splits.split(","):
-            continue
-        sources, references = [s for s, _ in pairs[split]], [t for _, t in pairs[split]]
-        predictions[split] = generate_predictions(
-            model, source_tokenizer, target_tokenizer, sources, accelerator, seq_args,
-            train_args.per_device_eval_batch_size, num_beams=seq_args.num_beams,
-        )  # fmt: skip
-        scores = task_metrics(task, predictions[split], references)
-        results.update({f"{split}_{k}": round(v, 2) for k, v in scores.items()})
-        results[f"{split}_samples"] = len(sources)
+        if split in pairs and split in seq_args.final_eval_splits.split(","):
+            predictions[split], scores = generate(split, num_beams=seq_args.num_beams)
+            results.update({f"{split}_{k}": round(v, 2) for k, v in scores.items()})
+            results[f"{split}_samples"] = len(pairs[split])
     model.eval()
-    unwrapped = save_final_model(accelerator, model, target_tokenizer, output_dir, run_config, results)
-    if accelerator.is_main_process:
-        unwrapped.generation_config.update(
-            num_beams=seq_args.num_beams, length_penalty=seq_args.length_penalty,
-            no_repeat_ngram_size=seq_args.no_repeat_ngram_size, max_new_tokens=seq_args.max_new_tokens,
-        )  # fmt: skip
-        unwrapped.generation_config.save_pretrained(output_dir)
-        if source_tokenizer is not target_tokenizer:
-            source_tokenizer.save_pretrained(os.path.join(output_dir, "source_tokenizer"))
-        for split, texts in predictions.items():
-            with open(os.path.join(output_dir, f"{split}_predictions.jsonl"), "w", encoding="utf-8") as f:
-                for (source, reference), prediction in zip(pairs[split], texts):
-                    f.write(json.dumps({"source": source, "prediction": prediction, "reference": reference}) + "\n")
-        metric_names = ("bleu", "chrf") if task == "translation" else ("rouge1", "rouge2", "rougeL", "rougeLsum")
-        card_metrics = results_metrics(task, results, metric_names, data_args)
-        what = (
-            f"Transformer ({model_args.encoder_layers}+{model_args.decoder_layers} layers, d_model {unwrapped.config.d_model})"
-            if model_args.model_type == "transformer"
-            else f"RNN encoder-decoder ({model_args.cell_type}, {model_args.attention_type} attention)"
-        )
-        if model_args.init_encoder_from:
-            what += f" with the encoder initialised from `{model_args.init_encoder_from}`"
-        languages = [seq_args.source_lang, seq_args.target_lang] if task == "translation" else "en"
-        write_model_card(
-            output_dir,
-            CardInfo(
-                title=os.path.basename(os.path.abspath(output_dir)),
-                summary=f"{task.capitalize()} model: {what}, trained with `recipes/finetune_seq2seq.py`.",
-                datasets=hub_datasets(data_args),
-                tags=[task, "seq2seq", model_args.model_type],
-                pipeline_tag="translation" if task == "translation" else "summarization",
-                language=languages,
-            ),
-            config=unwrapped.config,
-            run_config=run_config,
-            metrics=card_metrics,
-        )
-        finish_run(accelerator, train_args, results, state.log_history)
-    accelerator.end_training()
-    return results
+
+    # --- finish: model, tokenizers, predictions, metrics, log history, model card, push ---
+    card, card_metrics = model_card(
+        task, model_args, seq_args, data_args, output_dir, accelerator.unwrap_model(model), results
+    )
+    outputs = functools.partial(
+        write_outputs, output_dir, seq_args, source_tokenizer, target_tokenizer, pairs, predictions
+    )
+    return finish_run(
+        accelerator, training_args, model, target_tokenizer, results=results, log_history=state.log_history,
+        run_config=run_config, card=card, card_metrics=card_metrics, write_outputs=outputs,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

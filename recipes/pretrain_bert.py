@@ -22,7 +22,6 @@ accuracy and perplexity every `--eval_steps`, checkpoints and resumes exactly, a
 import functools
 import math
 import os
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -31,48 +30,46 @@ import datasets
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer
+from transformers import AutoModelForMaskedLM, AutoModelForPreTraining
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from toolkit import config  # noqa: E402
-from toolkit.data import (  # noqa: E402
-    DataArguments,
+from toolkit import config
+from toolkit.data import (
+    PretrainingDataArguments,
     batch_iterator,
-    check_columns,
-    load_raw_datasets,
+    load_or_train_tokenizer,
+    load_pretraining_text,
     pack_into_blocks,
     tokenize_dataset,
     train_wordpiece,
 )
-from toolkit.data.mlm import DataCollatorForMLM, build_sentence_pairs, pair_to_features  # noqa: E402
-from toolkit.data.streaming import build_streaming_data, check_streaming_args, open_text_streams  # noqa: E402
-from toolkit.data.task_text import add_task_text  # noqa: E402
-from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
-from toolkit.hub import CardInfo, CardMetric, data_label, hub_datasets, write_model_card  # noqa: E402
-from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForMaskedLM, ToolkitBertForPreTraining  # noqa: E402
-from toolkit.training import (  # noqa: E402
+from toolkit.data.mlm import DataCollatorForMLM, build_sentence_pairs, pair_to_features
+from toolkit.data.streaming import build_streaming_data, check_streaming_args
+from toolkit.errors import UserError, exit_on_user_error
+from toolkit.hub import CardInfo, CardMetric, hub_datasets, pretraining_data_names
+from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForMaskedLM, ToolkitBertForPreTraining
+from toolkit.training import (
     ProgressLogger,
     TrainingArguments,
     TrainState,
     create_optimizer,
     create_scheduler,
+    evaluation_at_last_step,
     exit_if_preempted,
+    finish_run,
+    fit_length_to_model,
     load_checkpoint,
     load_saved_model,
     make_accelerator,
     prepare_run,
     register_checkpoint_state,
+    run_header,
     save_checkpoint,
-    save_final_model,
     sharded_checkpoints,
     start_training_clock,
-    time_budget_exceeded,
     total_training_steps,
     training_batches,
+    training_finished,
 )
-from toolkit.training.preflight import check_positions, field_default, model_config_dict  # noqa: E402
-from toolkit.training.report import finish_run, run_header  # noqa: E402
 
 TOKENIZER_DIR = "tokenizer"  # inside output_dir: the tokenizer of this run, reused on resume
 
@@ -129,16 +126,6 @@ class MLMArguments:
     short_seq_prob: float = field(default=0.1, metadata={"help": "NSP/SOP: probability of a shorter pair."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens selected for prediction."})
     whole_word_mask: bool = field(default=False, metadata={"help": "Mask whole WordPiece words."})
-    extra_text_file: str | None = field(
-        default=None,
-        metadata={
-            "help": "Task-adaptive pretraining (Gururangan et al. 2020): add one text column of this file (e.g. the "
-            "task's train.tsv; labels are dropped) to the training text."
-        },
-    )
-    extra_text_column: str | None = field(
-        default=None, metadata={"help": "Column of --extra_text_file holding the text (default: text)."}
-    )
     fill_mask_text: str = field(
         default="The meaning of life is [MASK].", metadata={"help": "Sentence for the final fill-mask sample."}
     )
@@ -154,21 +141,8 @@ class MLMArguments:
 
 def parse_args(argv=None):
     return config.parse_args(
-        BertModelArguments, MLMArguments, DataArguments, TrainingArguments, args=argv, description=__doc__
+        BertModelArguments, MLMArguments, PretrainingDataArguments, TrainingArguments, args=argv, description=__doc__
     )
-
-
-class EpochAwareCollator:
-    """Sets the masking epoch from the training position before each batch (`state` is attached once known)."""
-
-    def __init__(self, collator: DataCollatorForMLM):
-        self.collator = collator
-        self.state = None
-
-    def __call__(self, features):
-        if self.state is not None:
-            self.collator.set_epoch(self.state.epoch)
-        return self.collator(features)
 
 
 def build_examples(split, tokenizer, mlm_args, data_args, seed):
@@ -279,165 +253,178 @@ def fill_mask(model, tokenizer, text: str, k: int = 5) -> list[str]:
     return [tokenizer.decode([int(i)]).strip() for i in logits[0, position].topk(k).indices]
 
 
-@exit_on_user_error
-def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: DataArguments, args: TrainingArguments):
-    # --- accelerator, seed, resume ---
-    accelerator = make_accelerator(args)  # also seeds every RNG with args.seed
-    # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
-    resume = prepare_run(accelerator, args, model_args, mlm_args, data_args, args)
-    if model_args.model_name_or_path:  # before the tokenizer is trained: a bad model or length fails at once
-        positions = model_config_dict(model_args.model_name_or_path).get("max_position_embeddings")
-        mlm_args.max_seq_length = check_positions(
-            mlm_args.max_seq_length,
-            positions,
-            model_args.model_name_or_path,
-            default=field_default(mlm_args, "max_seq_length"),
-        )
-    else:
-        check_positions(mlm_args.max_seq_length, model_args.max_position_embeddings, "the model")
-    start_time = time.perf_counter()
-    if data_args.streaming:
-        check_streaming_args(data_args, args)
+def build_tokenizer(accelerator, model_args, raw, text_column: str, output_dir: str, resume):
+    """The given tokenizer, or a WordPiece trained on the training text (kept in output_dir for a resumed run)."""
+    return load_or_train_tokenizer(
+        accelerator, model_args.tokenizer_name or model_args.model_name_or_path,
+        os.path.join(output_dir, TOKENIZER_DIR), reuse=bool(resume),
+        train=lambda: train_wordpiece(  # the iterator is read twice
+            functools.partial(batch_iterator, raw["train"], text_column),
+            vocab_size=model_args.vocab_size, lowercase=model_args.lowercase,
+        ),
+    )  # fmt: skip
 
-    # --- data and tokenizer ---
-    with accelerator.main_process_first():
-        if data_args.streaming:  # planned here, read by the DataLoader workers (toolkit/data/streaming.py)
-            raw = open_text_streams(data_args)
-        else:
-            raw = load_raw_datasets(data_args, need_validation=True, seed=args.seed)
-    if "train" not in raw:
-        raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
-    check_columns(raw["train"], [data_args.text_column], "the training data")
-    if mlm_args.extra_text_file:
-        with accelerator.main_process_first():
-            raw["train"] = add_task_text(
-                raw["train"], mlm_args.extra_text_file, mlm_args.extra_text_column, data_args.text_column
-            )
-    tokenizer_dir = os.path.join(args.output_dir, TOKENIZER_DIR)
-    with accelerator.main_process_first():
-        source = model_args.tokenizer_name or model_args.model_name_or_path
-        if source:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        else:
-            if accelerator.is_main_process and not (resume and os.path.isdir(tokenizer_dir)):
-                accelerator.print(f"training a WordPiece tokenizer (vocab {model_args.vocab_size}) on the train split")
-                texts = functools.partial(batch_iterator, raw["train"], data_args.text_column)  # read twice
-                trained = train_wordpiece(texts, vocab_size=model_args.vocab_size, lowercase=model_args.lowercase)
-                trained.save_pretrained(tokenizer_dir)
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    if not data_args.streaming:
-        with accelerator.main_process_first():
-            train_set = build_examples(raw["train"], tokenizer, mlm_args, data_args, args.seed)
-            eval_set = build_examples(raw["validation"], tokenizer, mlm_args, data_args, args.seed + 1)
-        accelerator.print(
-            f"{len(train_set)} training and {len(eval_set)} validation examples of <= {mlm_args.max_seq_length} tokens"
-        )
-    pad = 8 if accelerator.mixed_precision != "no" else None
-    # the training collator leaves out all-ones attention masks (packed blocks): no step asks the device about them
-    train_collator = EpochAwareCollator(
-        DataCollatorForMLM(
-            tokenizer,
-            mlm_args.mlm_probability,
-            mlm_args.whole_word_mask,
-            args.seed,
-            pad,
-            omit_unpadded_attention_mask=True,
-        )
-    )
-    # validation masking is fixed (its own seed, epoch 0), so successive evaluations are comparable
-    eval_collator = DataCollatorForMLM(
-        tokenizer, mlm_args.mlm_probability, mlm_args.whole_word_mask, args.seed + 1, pad
-    )
-    if data_args.streaming:  # tokenized, packed and masked in the DataLoader workers; each rank reads its own part
-        train_loader, eval_set = build_streaming_data(
-            accelerator,
-            raw,
-            tokenizer,
-            data_args,
-            args,
-            mlm_args.max_seq_length,
-            mlm_args.line_by_line,
-            train_collator,
-            mlm_args.sentence_objective,  # nsp / sop: document-aware sentence pairs made on the fly
-            mlm_args.short_seq_prob,
-        )
-        accelerator.print(f"streaming {len(raw['train'].shards)} shard(s); {len(eval_set)} validation examples")
-    else:
-        train_loader = DataLoader(
-            train_set,
-            batch_size=args.per_device_train_batch_size,
-            shuffle=True,
-            collate_fn=train_collator,
-            num_workers=args.dataloader_num_workers,
-            pin_memory=torch.cuda.is_available(),
-        )
-    eval_loader = DataLoader(eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=eval_collator)
 
-    # --- model ---
-    with_pairs = mlm_args.sentence_objective != "none"
+def build_model(model_args: BertModelArguments, sentence_objective: str, tokenizer):
+    """The checkpoint to continue, or a new model sized for `tokenizer`; with the NSP/SOP head when asked."""
+    with_pairs = sentence_objective != "none"
     if model_args.model_name_or_path:
         auto = AutoModelForPreTraining if with_pairs else AutoModelForMaskedLM
-        model = auto.from_pretrained(model_args.model_name_or_path)
+        return auto.from_pretrained(model_args.model_name_or_path)
+    config = ToolkitBertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=model_args.hidden_size,
+        num_hidden_layers=model_args.num_hidden_layers,
+        num_attention_heads=model_args.num_attention_heads,
+        intermediate_size=model_args.intermediate_size,
+        max_position_embeddings=model_args.max_position_embeddings,
+        hidden_act=model_args.hidden_act,
+        pre_norm=model_args.pre_norm,
+        use_bias=model_args.use_bias,
+        hidden_dropout_prob=model_args.hidden_dropout_prob,
+        attention_probs_dropout_prob=model_args.attention_probs_dropout_prob,
+        pretraining_objectives=["mlm", sentence_objective] if with_pairs else ["mlm"],
+        sparse_prediction=model_args.sparse_prediction,
+        pad_vocab_to_multiple_of=model_args.pad_vocab_to_multiple_of,
+        attn_implementation=model_args.attn_implementation,
+        classifier_pooling=model_args.classifier_pooling,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        mask_token_id=tokenizer.mask_token_id,
+    )
+    return (ToolkitBertForPreTraining if with_pairs else ToolkitBertForMaskedLM)(config)
+
+
+def mlm_loaders(accelerator, tokenizer, model, train_set, eval_set, mlm_args, data_args, training_args):
+    """(train loader, validation loader, validation examples). With --streaming, `train_set` is the planned streams
+    and the validation examples come from them."""
+    pad = 8 if accelerator.mixed_precision != "no" else None
+    train_collator = DataCollatorForMLM(
+        tokenizer, mlm_args.mlm_probability, mlm_args.whole_word_mask, training_args.seed, pad,
+        # a sparse MLM head gets the masked positions from the collator instead of counting them on the device
+        return_masked_positions=bool(getattr(model.config, "sparse_prediction", False)),
+        omit_unpadded_attention_mask=True,  # packed blocks: no step asks the device about an all-ones mask
+    )  # fmt: skip
+    # validation masking is fixed (its own seed, epoch 0), so successive evaluations are comparable
+    eval_collator = DataCollatorForMLM(
+        tokenizer, mlm_args.mlm_probability, mlm_args.whole_word_mask, training_args.seed + 1, pad
+    )
+    if data_args.streaming:
+        train_loader, eval_set = build_streaming_data(
+            accelerator, train_set, tokenizer, data_args, training_args, mlm_args.max_seq_length,
+            mlm_args.line_by_line, train_collator,
+            mlm_args.sentence_objective, mlm_args.short_seq_prob,  # nsp / sop: document-aware pairs made on the fly
+        )  # fmt: skip
     else:
-        model_config = ToolkitBertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=model_args.hidden_size,
-            num_hidden_layers=model_args.num_hidden_layers,
-            num_attention_heads=model_args.num_attention_heads,
-            intermediate_size=model_args.intermediate_size,
-            max_position_embeddings=model_args.max_position_embeddings,
-            hidden_act=model_args.hidden_act,
-            pre_norm=model_args.pre_norm,
-            use_bias=model_args.use_bias,
-            hidden_dropout_prob=model_args.hidden_dropout_prob,
-            attention_probs_dropout_prob=model_args.attention_probs_dropout_prob,
-            pretraining_objectives=["mlm", mlm_args.sentence_objective] if with_pairs else ["mlm"],
-            sparse_prediction=model_args.sparse_prediction,
-            pad_vocab_to_multiple_of=model_args.pad_vocab_to_multiple_of,
-            attn_implementation=model_args.attn_implementation,
-            classifier_pooling=model_args.classifier_pooling,
-            pad_token_id=tokenizer.pad_token_id,
-            cls_token_id=tokenizer.cls_token_id,
-            sep_token_id=tokenizer.sep_token_id,
-            mask_token_id=tokenizer.mask_token_id,
-        )
-        model = (ToolkitBertForPreTraining if with_pairs else ToolkitBertForMaskedLM)(model_config)
-    # a sparse MLM head gets the masked positions from the collator instead of counting them on the device
-    train_collator.collator.return_masked_positions = bool(getattr(model.config, "sparse_prediction", False))
+        train_loader = DataLoader(
+            train_set, batch_size=training_args.per_device_train_batch_size, shuffle=True, collate_fn=train_collator,
+            num_workers=training_args.dataloader_num_workers, pin_memory=torch.cuda.is_available(),
+        )  # fmt: skip
+    eval_loader = DataLoader(eval_set, batch_size=training_args.per_device_eval_batch_size, collate_fn=eval_collator)
+    return train_loader, eval_loader, eval_set
+
+
+def model_card(mlm_args, data_args, training_args, n_params: int, steps: int, eval_metrics: dict, eval_size: int):
+    """The model card's `CardInfo` and `CardMetric`s."""
+    trained_on, evaluated_on = pretraining_data_names(data_args)
+    objective = f" + {mlm_args.sentence_objective.upper()}" if mlm_args.sentence_objective != "none" else ""
+    card = CardInfo(
+        title=os.path.basename(os.path.normpath(training_args.output_dir)),
+        summary=(
+            f"A BERT-style encoder (`toolkit_bert`, {n_params / 1e6:.1f} M parameters) pretrained with masked "
+            f"language modelling{objective} on `{trained_on}` for {steps} steps."
+        ),
+        datasets=hub_datasets(data_args),
+        tags=["bert", "fill-mask", "masked-lm"],
+        pipeline_tag="fill-mask",
+    )
+    metrics = [
+        CardMetric("fill-mask", name, eval_metrics[f"eval_{name}"], evaluated_on, num_samples=eval_size)
+        for name in ("accuracy", "perplexity")
+    ]
+    return card, metrics
+
+
+def print_fill_mask(accelerator, tokenizer, text: str, output_dir: str, saved_model) -> None:
+    """Print the tokens the saved model fills the first [MASK] of `text` with (main process)."""
+    if sharded_checkpoints(accelerator):  # FSDP / DeepSpeed: use the weights just saved, not the sharded model
+        saved_model = load_saved_model(AutoModelForMaskedLM, output_dir).to(accelerator.device)
+    sample = fill_mask(saved_model, tokenizer, text)
+    if sample:
+        accelerator.print(f"fill-mask: {text!r} -> {sample}")
+
+
+@exit_on_user_error
+def main(
+    model_args: BertModelArguments,
+    mlm_args: MLMArguments,
+    data_args: PretrainingDataArguments,
+    training_args: TrainingArguments,
+):
+    # --- accelerator, seed, resume ---
+    accelerator = make_accelerator(training_args)  # also seeds every RNG with training_args.seed
+    # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
+    resume = prepare_run(accelerator, training_args, model_args, mlm_args, data_args, training_args)
+    start_time = time.perf_counter()
+    mlm_args.max_seq_length = fit_length_to_model(
+        mlm_args, model_args.model_name_or_path, scratch_positions=model_args.max_position_embeddings
+    )
+    if data_args.streaming:
+        check_streaming_args(data_args, training_args)
+
+    # --- data and tokenizer ---
+    raw = load_pretraining_text(accelerator, data_args, training_args.seed)
+    tokenizer = build_tokenizer(accelerator, model_args, raw, data_args.text_column, training_args.output_dir, resume)
+    if not data_args.streaming:  # else tokenized, packed and masked in the DataLoader workers
+        with accelerator.main_process_first():
+            train_set = build_examples(raw["train"], tokenizer, mlm_args, data_args, training_args.seed)
+            eval_set = build_examples(raw["validation"], tokenizer, mlm_args, data_args, training_args.seed + 1)
+
+    # --- model ---
+    model = build_model(model_args, mlm_args.sentence_objective, tokenizer)
+    with_pairs = mlm_args.sentence_objective != "none"
     n_params = sum(p.numel() for p in model.parameters())
-    accelerator.print(f"model: {type(model).__name__}, {n_params / 1e6:.2f} M parameters")
     model.to(accelerator.device)
-    if args.torch_compile:
+    if training_args.torch_compile:
         model.compile()  # in place: same module class and state_dict keys
 
+    # --- batches: masked dynamically; the masking depends only on (seed, epoch, example id) ---
+    if data_args.streaming:  # tokenized, packed and masked in the DataLoader workers; each rank reads its own part
+        train_set, eval_set = raw, None
+    train_loader, eval_loader, eval_set = mlm_loaders(
+        accelerator, tokenizer, model, train_set, eval_set, mlm_args, data_args, training_args
+    )
+
     # --- optimizer and schedule ---
-    optimizer = create_optimizer(model, args)
+    optimizer = create_optimizer(model, training_args)
     if data_args.streaming:
-        total_steps, num_epochs = args.max_steps, 1
+        total_steps, num_epochs = training_args.max_steps, 1
     else:
-        total_steps, num_epochs = total_training_steps(args, len(train_loader) // accelerator.num_processes)
-    scheduler = create_scheduler(optimizer, args, total_steps)
+        total_steps, num_epochs = total_training_steps(training_args, len(train_loader) // accelerator.num_processes)
+    scheduler = create_scheduler(optimizer, training_args, total_steps)
+
+    # --- prepare ---
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
     # the scheduler and, when streaming, every rank's stream position: JSON, not pickle
     register_checkpoint_state(
         accelerator, scheduler=scheduler, **({"train_stream": train_loader} if data_args.streaming else {})
     )
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
-    train_collator.state = state
+    run_config = config.to_dict(model_args, mlm_args, data_args, training_args)
     if accelerator.is_main_process:
-        accelerator.init_trackers("pretrain_bert", config=config.to_dict(model_args, mlm_args, data_args, args))
+        accelerator.init_trackers("pretrain_bert", config=run_config)
 
     # --- training loop ---
     run_header(
-        accelerator, "pretrain_bert", args, model=model, total_steps=total_steps, num_epochs=num_epochs,
-        data_sizes={"train": "streamed" if data_args.streaming else len(train_set), "validation": len(eval_set)}, start_step=state.global_step,
-        unit=f"examples of <= {mlm_args.max_seq_length} tokens",
+        accelerator, "pretrain_bert", training_args, model=model, total_steps=total_steps, num_epochs=num_epochs,
+        data_sizes={"train": "streamed" if data_args.streaming else len(train_set), "validation": len(eval_set)},
+        start_step=state.global_step, unit=f"examples of <= {mlm_args.max_seq_length} tokens",
     )  # fmt: skip
-    progress = ProgressLogger(accelerator, total_steps, state, args.logging_steps)
-    if state.global_step == 0 and args.eval_steps:
+    progress = ProgressLogger(accelerator, total_steps, state, training_args.logging_steps)
+    if state.global_step == 0 and training_args.eval_steps:
         progress.record(evaluate(model, eval_loader, accelerator, with_pairs))
-    train_start = start_training_clock(scheduler)  # --max_time_minutes budgets the training loop only
-    eval_metrics = {}
+    start_training_clock(scheduler)  # --max_time_minutes budgets the training loop only
     if data_args.streaming:
         batches = train_loader.batches(accelerator, state)
     else:
@@ -446,8 +433,8 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
         with accelerator.accumulate(model):
             loss = global_token_mean_loss(model(**batch), batch["labels"], accelerator)
             accelerator.backward(loss)
-            if accelerator.sync_gradients and args.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            if accelerator.sync_gradients and training_args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad()
         mask = batch.get("attention_mask")  # left out when nothing is padded
@@ -459,26 +446,25 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
         progress.step(
             scheduler.get_last_lr()[0], {"data_wait": train_loader.wait_fraction()} if data_args.streaming else None
         )
-        if args.eval_steps and state.global_step % args.eval_steps == 0:
-            eval_metrics = evaluate(model, eval_loader, accelerator, with_pairs)
-            progress.record(eval_metrics)
-        if args.save_steps and state.global_step % args.save_steps == 0:
-            save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
-        exit_if_preempted(accelerator, args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
-        if state.global_step >= total_steps or time_budget_exceeded(
-            accelerator, train_start, args.max_time_minutes, scheduler
-        ):
+        if training_args.eval_steps and state.global_step % training_args.eval_steps == 0:
+            progress.record(evaluate(model, eval_loader, accelerator, with_pairs))
+        if training_args.save_steps and state.global_step % training_args.save_steps == 0:
+            save_checkpoint(accelerator, training_args.output_dir, state, training_args.save_total_limit)
+        exit_if_preempted(accelerator, training_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
+        if training_finished(state, total_steps, scheduler):
             break
     progress.log(scheduler.get_last_lr()[0])  # flush a partial logging window
     progress.close()
-    unwrapped = accelerator.unwrap_model(model)
-    accelerator.print(progress.throughput_line(flops_per_token(unwrapped.config, mlm_args.max_seq_length)))
-    if not eval_metrics or state.global_step % args.eval_steps:  # the last step was not an evaluation step
+    accelerator.print(
+        progress.throughput_line(flops_per_token(accelerator.unwrap_model(model).config, mlm_args.max_seq_length))
+    )
+    eval_metrics = evaluation_at_last_step(state)
+    if eval_metrics is None:
         eval_metrics = evaluate(model, eval_loader, accelerator, with_pairs)
         progress.record(eval_metrics)
 
-    # --- final save ---
-    final_metrics = {
+    # --- finish: model, tokenizer, metrics, log history, model card, push ---
+    results = {
         **eval_metrics,
         "train_loss": progress.last_loss,
         "global_step": state.global_step,
@@ -486,48 +472,14 @@ def main(model_args: BertModelArguments, mlm_args: MLMArguments, data_args: Data
         "tokens_seen": state.tokens_seen,
         **({"data_wait_fraction": train_loader.wait_fraction()} if data_args.streaming else {}),
     }
-    run_config = config.to_dict(model_args, mlm_args, data_args, args)
-    unwrapped = save_final_model(accelerator, model, tokenizer, args.output_dir, run_config, final_metrics)
-    if accelerator.is_main_process:
-        data_name = data_label(data_args)
-        if mlm_args.extra_text_file:
-            data_name = f"{data_name} + {os.path.basename(mlm_args.extra_text_file)} ({mlm_args.extra_text_column or 'text'} column)"
-        eval_name = (
-            os.path.basename(os.path.normpath(data_args.validation_file)) if data_args.validation_file else data_name
-        )
-        write_model_card(
-            args.output_dir,
-            CardInfo(
-                title=os.path.basename(os.path.normpath(args.output_dir)),
-                summary=(
-                    f"A BERT-style encoder (`toolkit_bert`, {n_params / 1e6:.1f} M parameters) pretrained with masked "
-                    f"language modelling{' + ' + mlm_args.sentence_objective.upper() if with_pairs else ''} on "
-                    f"`{data_name}` for {state.global_step} steps."
-                ),
-                datasets=hub_datasets(data_args),
-                tags=["bert", "fill-mask", "masked-lm"],
-                pipeline_tag="fill-mask",
-            ),
-            config=unwrapped.config,
-            run_config=run_config,
-            metrics=[
-                CardMetric(
-                    "fill-mask", "accuracy", eval_metrics["eval_accuracy"], eval_name, num_samples=len(eval_set)
-                ),
-                CardMetric(
-                    "fill-mask", "perplexity", eval_metrics["eval_perplexity"], eval_name, num_samples=len(eval_set)
-                ),
-            ],
-        )
-        sample_model = unwrapped
-        if sharded_checkpoints(accelerator):  # FSDP / DeepSpeed: use the weights just saved, not the sharded model
-            sample_model = load_saved_model(AutoModelForMaskedLM, args.output_dir).to(accelerator.device)
-        sample = fill_mask(sample_model, tokenizer, mlm_args.fill_mask_text)
-        if sample:
-            accelerator.print(f"fill-mask: {mlm_args.fill_mask_text!r} -> {sample}")
-        finish_run(accelerator, args, final_metrics, state.log_history)
-    accelerator.end_training()
-    return final_metrics
+    card, card_metrics = model_card(
+        mlm_args, data_args, training_args, n_params, state.global_step, eval_metrics, len(eval_set)
+    )
+    return finish_run(
+        accelerator, training_args, model, tokenizer, results=results, log_history=state.log_history,
+        run_config=run_config, card=card, card_metrics=card_metrics,
+        write_outputs=functools.partial(print_fill_mask, accelerator, tokenizer, mlm_args.fill_mask_text, training_args.output_dir),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ forward, backward and mean perplexity and the OOV rate of the validation words. 
 
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -37,43 +36,41 @@ import numpy as np
 import torch
 from accelerate.utils import send_to_device
 from torch.utils.data import DataLoader, Dataset, default_collate
-from transformers import AutoModelForPreTraining, AutoTokenizer
+from transformers import AutoModelForPreTraining
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from toolkit import config  # noqa: E402
-from toolkit.data import DataArguments, batch_iterator, check_columns, load_raw_datasets  # noqa: E402
-from toolkit.data.elmo_streaming import build_elmo_stream_loader, open_elmo_streams  # noqa: E402
-from toolkit.data.streaming import check_streaming_args  # noqa: E402
-from toolkit.data.task_text import add_task_text  # noqa: E402
-from toolkit.errors import UserError, exit_on_user_error  # noqa: E402
-from toolkit.hub import CardInfo, CardMetric, data_label, hub_datasets, write_model_card  # noqa: E402
-from toolkit.models.elmo import (  # noqa: E402
+from toolkit import config
+from toolkit.data import PretrainingDataArguments, batch_iterator, load_or_train_tokenizer, load_pretraining_text
+from toolkit.data.elmo_streaming import build_elmo_stream_loader, open_elmo_streams
+from toolkit.data.streaming import check_streaming_args
+from toolkit.errors import UserError, exit_on_user_error
+from toolkit.hub import CardInfo, CardMetric, hub_datasets, pretraining_data_names
+from toolkit.models.elmo import (
     ElmoConfig,
     ElmoForLanguageModeling,
     ElmoTokenizerFast,
     adaptive_softmax_plan,
     character_cnn_plan,
 )
-from toolkit.training import (  # noqa: E402
+from toolkit.training import (
     ProgressLogger,
     TrainingArguments,
     TrainState,
     create_optimizer,
     create_scheduler,
+    evaluation_at_last_step,
     exit_if_preempted,
+    finish_run,
     load_checkpoint,
     make_accelerator,
     prepare_run,
     register_checkpoint_state,
+    run_header,
     save_checkpoint,
-    save_final_model,
     start_training_clock,
-    time_budget_exceeded,
     total_training_steps,
     training_batches,
+    training_finished,
 )
-from toolkit.training.report import finish_run, run_header  # noqa: E402
 
 TOKENIZER_DIR = "tokenizer"  # inside output_dir: the vocabulary of this run, reused on resume
 
@@ -158,16 +155,6 @@ class ElmoDataArguments:
     stream_segment_windows: int = field(
         default=8, metadata={"help": "--streaming --carry_state: windows per backward-LM segment (states carried)."}
     )
-    extra_text_file: str | None = field(
-        default=None,
-        metadata={
-            "help": "Task-adaptive pretraining (Gururangan et al. 2020): add one text column of this file (e.g. the "
-            "task's train.tsv; labels are dropped) to the training text."
-        },
-    )
-    extra_text_column: str | None = field(
-        default=None, metadata={"help": "Column of --extra_text_file holding the text (default: text)."}
-    )
 
     def __post_init__(self):
         if self.window_length < 2 or self.eval_window_length < 2:
@@ -176,7 +163,12 @@ class ElmoDataArguments:
 
 def parse_args(argv=None):
     return config.parse_args(
-        ElmoModelArguments, ElmoDataArguments, DataArguments, TrainingArguments, args=argv, description=__doc__
+        ElmoModelArguments,
+        ElmoDataArguments,
+        PretrainingDataArguments,
+        TrainingArguments,
+        args=argv,
+        description=__doc__,
     )
 
 
@@ -336,6 +328,50 @@ def stream_loader(
     )
 
 
+def build_tokenizer(accelerator, model_args, raw, text_column: str, output_dir: str, resume):
+    """The given `ElmoTokenizerFast`, or one with the word vocabulary of the training text (kept in output_dir for a
+    resumed run)."""
+    source = model_args.tokenizer_name or model_args.model_name_or_path
+    tokenizer = load_or_train_tokenizer(
+        accelerator, source, os.path.join(output_dir, TOKENIZER_DIR), reuse=bool(resume),
+        train=lambda: ElmoTokenizerFast.train_from_iterator(
+            batch_iterator(raw["train"], text_column), vocab_size=model_args.vocab_size,
+            min_frequency=model_args.min_frequency,
+        ),
+    )  # fmt: skip
+    if not hasattr(tokenizer, "words_to_char_ids"):
+        raise UserError(f"tokenizer {source} is not an ElmoTokenizerFast (it must return char_ids)")
+    return tokenizer
+
+
+def build_model(model_args: ElmoModelArguments, tokenizer) -> ElmoForLanguageModeling:
+    """The checkpoint to continue, or a new biLM sized for `tokenizer`."""
+    if model_args.model_name_or_path:
+        return AutoModelForPreTraining.from_pretrained(model_args.model_name_or_path)
+    return ElmoForLanguageModeling(model_args.elmo_config(tokenizer))
+
+
+def stream_loaders(accelerator, raw, train_stream, eval_stream, tokenizer, model, elmo_args, data_args, training_args):
+    """(train loader, validation loader) of windows; validation always carries states across windows. With
+    --streaming each rank reads its own part of `raw["train"]`; with carry_state each batch row its own text."""
+    with_chars = model.config.token_embedder == "char_cnn"
+    if data_args.streaming:
+        train_loader = build_elmo_stream_loader(
+            accelerator, raw["train"], tokenizer, data_args, training_args, elmo_args.window_length,
+            elmo_args.carry_state, elmo_args.stream_segment_windows, with_chars, PlanCollator(model),
+        )  # fmt: skip
+    else:
+        train_loader = stream_loader(
+            train_stream, elmo_args.window_length, tokenizer, with_chars, training_args.per_device_train_batch_size,
+            accelerator, carry=elmo_args.carry_state, shuffle=True, collate_fn=PlanCollator(model),
+        )  # fmt: skip
+    eval_loader = stream_loader(
+        eval_stream, elmo_args.eval_window_length, tokenizer, with_chars, training_args.per_device_eval_batch_size,
+        accelerator, carry=True, shuffle=False, collate_fn=PlanCollator(model),
+    )  # fmt: skip
+    return train_loader, eval_loader
+
+
 # --- evaluation ---------------------------------------------------------------------------------------------------
 
 
@@ -370,109 +406,87 @@ def evaluate(model, loader, accelerator) -> dict:
     }
 
 
+def model_card(
+    token_embedder: str, data_args, training_args, n_params: int, steps: int, eval_metrics: dict, eval_words: int
+):
+    """The model card's `CardInfo` and `CardMetric`s."""
+    trained_on, evaluated_on = pretraining_data_names(data_args)
+    card = CardInfo(
+        title=os.path.basename(os.path.normpath(training_args.output_dir)),
+        summary=(
+            f"An ELMo biLM (`toolkit_elmo`, {n_params / 1e6:.1f} M parameters without the softmax, "
+            f"{token_embedder} input) pretrained on `{trained_on}` for {steps} steps. Load the layer "
+            "representations with `AutoModel.from_pretrained(..., trust_remote_code=True)`; the tokenizer returns "
+            "`input_ids` and `char_ids`."
+        ),
+        datasets=hub_datasets(data_args),
+        tags=["elmo", "bilm", "language-modeling"],
+        pipeline_tag="feature-extraction",
+    )
+    metrics = [
+        CardMetric(
+            "language-modeling",
+            "perplexity",
+            eval_metrics[f"eval_{direction}_perplexity"],
+            evaluated_on,
+            "validation",
+            metric_name=f"{direction} perplexity",
+            num_samples=eval_words,
+        )  # fmt: skip
+        for direction in ("forward", "backward")
+    ]
+    return card, metrics
+
+
 # --- main -----------------------------------------------------------------------------------------------------------
 
 
 @exit_on_user_error
 def main(
-    model_args: ElmoModelArguments, elmo_args: ElmoDataArguments, data_args: DataArguments, args: TrainingArguments
+    model_args: ElmoModelArguments,
+    elmo_args: ElmoDataArguments,
+    data_args: PretrainingDataArguments,
+    training_args: TrainingArguments,
 ):
     # --- accelerator, seed, resume ---
-    accelerator = make_accelerator(args)  # also seeds every RNG with args.seed
+    accelerator = make_accelerator(training_args)  # also seeds every RNG with training_args.seed
     # output_dir checks (overwrite, leftovers), options compared with the checkpoint's
-    resume = prepare_run(accelerator, args, model_args, elmo_args, data_args, args)
+    resume = prepare_run(accelerator, training_args, model_args, elmo_args, data_args, training_args)
     start_time = time.perf_counter()
     if data_args.streaming:
-        check_streaming_args(data_args, args)
+        check_streaming_args(data_args, training_args)
 
-    # --- data and vocabulary ---
-    with accelerator.main_process_first():  # streaming: windows made by the DataLoader workers (elmo_streaming.py)
-        if data_args.streaming:
-            raw = open_elmo_streams(data_args)
-        else:
-            raw = load_raw_datasets(data_args, need_validation=True, seed=args.seed)
-    if "train" not in raw:
-        raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
-    check_columns(raw["train"], [data_args.text_column], "the training data")
-    if elmo_args.extra_text_file:
-        with accelerator.main_process_first():
-            raw["train"] = add_task_text(
-                raw["train"], elmo_args.extra_text_file, elmo_args.extra_text_column, data_args.text_column
-            )
-    tokenizer_dir = os.path.join(args.output_dir, TOKENIZER_DIR)
-    with accelerator.main_process_first():
-        source = model_args.tokenizer_name or model_args.model_name_or_path
-        if source:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        else:
-            if accelerator.is_main_process and not (resume and os.path.isdir(tokenizer_dir)):
-                texts = batch_iterator(raw["train"], data_args.text_column)
-                trained = ElmoTokenizerFast.train_from_iterator(
-                    texts, vocab_size=model_args.vocab_size, min_frequency=model_args.min_frequency
-                )
-                trained.save_pretrained(tokenizer_dir)
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    if not hasattr(tokenizer, "words_to_char_ids"):
-        raise UserError(f"tokenizer {source} is not an ElmoTokenizerFast (it must return char_ids)")
+    # --- data and vocabulary (streaming: windows made by the DataLoader workers, toolkit/data/elmo_streaming.py) ---
+    raw = load_pretraining_text(accelerator, data_args, training_args.seed, open_streams=open_elmo_streams)
+    tokenizer = build_tokenizer(accelerator, model_args, raw, data_args.text_column, training_args.output_dir, resume)
     train_stream = None if data_args.streaming else build_stream(raw["train"], tokenizer, data_args.text_column)
     eval_stream = build_stream(raw["validation"], tokenizer, data_args.text_column)
+    train_size = f"{len(train_stream.types)} tokens (OOV {train_stream.oov_rate:.2%})" if train_stream else "streamed"
     accelerator.print(
-        f"vocabulary {len(tokenizer)} words; train stream "
-        + (f"{len(train_stream.types)} tokens (OOV {train_stream.oov_rate:.2%})" if train_stream else "streamed")
-        + f", validation {len(eval_stream.types)} tokens (OOV {eval_stream.oov_rate:.2%})"
+        f"vocabulary {len(tokenizer)} words; train stream {train_size}, "
+        f"validation {len(eval_stream.types)} tokens (OOV {eval_stream.oov_rate:.2%})"
     )
 
     # --- model ---
-    if model_args.model_name_or_path:
-        model = AutoModelForPreTraining.from_pretrained(model_args.model_name_or_path)
-    else:
-        model = ElmoForLanguageModeling(model_args.elmo_config(tokenizer))
-    with_chars = model.config.token_embedder == "char_cnn"
-    n_params = sum(p.numel() for p in model.elmo.parameters())
-    accelerator.print(f"model: ElmoForLanguageModeling, {n_params / 1e6:.2f} M parameters without the softmax")
+    model = build_model(model_args, tokenizer)
+    n_params = sum(p.numel() for p in model.elmo.parameters())  # without the softmax
     model.to(accelerator.device)
-    if args.torch_compile:
+    if training_args.torch_compile:
         model.compile()  # in place: same module class and state_dict keys
-
-    if data_args.streaming:  # each rank reads its own part; with carry_state each batch row its own text
-        train_loader = build_elmo_stream_loader(
-            accelerator, raw["train"], tokenizer, data_args, args, elmo_args.window_length, elmo_args.carry_state,
-            elmo_args.stream_segment_windows, with_chars, PlanCollator(model),
-        )  # fmt: skip
-    else:
-        train_loader = stream_loader(
-            train_stream,
-            elmo_args.window_length,
-            tokenizer,
-            with_chars,
-            args.per_device_train_batch_size,
-            accelerator,
-            carry=elmo_args.carry_state,
-            shuffle=True,
-            collate_fn=PlanCollator(model),
-        )
-    eval_loader = stream_loader(
-        eval_stream,
-        elmo_args.eval_window_length,
-        tokenizer,
-        with_chars,
-        args.per_device_eval_batch_size,
-        accelerator,
-        carry=True,
-        shuffle=False,
-        collate_fn=PlanCollator(model),
+    train_loader, eval_loader = stream_loaders(
+        accelerator, raw, train_stream, eval_stream, tokenizer, model, elmo_args, data_args, training_args
     )
 
     # --- optimizer and schedule ---
-    optimizer = create_optimizer(model, args)
+    optimizer = create_optimizer(model, training_args)
     if data_args.streaming:
-        total_steps, num_epochs = args.max_steps, 1
+        total_steps, num_epochs = training_args.max_steps, 1
     else:
-        batches_per_epoch = (
-            len(train_loader) if elmo_args.carry_state else len(train_loader) // accelerator.num_processes
-        )
-        total_steps, num_epochs = total_training_steps(args, batches_per_epoch)
-    scheduler = create_scheduler(optimizer, args, total_steps)
+        per_process = len(train_loader) if elmo_args.carry_state else len(train_loader) // accelerator.num_processes
+        total_steps, num_epochs = total_training_steps(training_args, per_process)
+    scheduler = create_scheduler(optimizer, training_args, total_steps)
+
+    # --- prepare ---
     if elmo_args.carry_state or data_args.streaming:  # each process reads its own rows in order
         model, optimizer = accelerator.prepare(model, optimizer)
     else:
@@ -482,21 +496,22 @@ def main(
     extra = {"train_stream": train_loader} if data_args.streaming else {"carried": carried}
     register_checkpoint_state(accelerator, scheduler=scheduler, **extra)  # JSON + safetensors
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
+    run_config = config.to_dict(model_args, elmo_args, data_args, training_args)
     if accelerator.is_main_process:
-        accelerator.init_trackers("pretrain_elmo", config=config.to_dict(model_args, elmo_args, data_args, args))
+        accelerator.init_trackers("pretrain_elmo", config=run_config)
 
     # --- training loop ---
     run_header(
-        accelerator, "pretrain_elmo", args, model=model, total_steps=total_steps, num_epochs=num_epochs,
-        data_sizes={"train": len(train_stream.types) if train_stream else "streamed", "validation": len(eval_stream.types)}, unit="tokens",
-        per_device_batch=f"{args.per_device_train_batch_size} windows of {elmo_args.window_length} words",
+        accelerator, "pretrain_elmo", training_args, model=model, total_steps=total_steps, num_epochs=num_epochs,
+        data_sizes={"train": len(train_stream.types) if train_stream else "streamed",
+                    "validation": len(eval_stream.types)}, unit="tokens",
+        per_device_batch=f"{training_args.per_device_train_batch_size} windows of {elmo_args.window_length} words",
         start_step=state.global_step,
     )  # fmt: skip
-    progress = ProgressLogger(accelerator, total_steps, state, args.logging_steps)
-    if state.global_step == 0 and args.eval_steps:
+    progress = ProgressLogger(accelerator, total_steps, state, training_args.logging_steps)
+    if state.global_step == 0 and training_args.eval_steps:
         progress.record(evaluate(model, eval_loader, accelerator))
-    train_start = start_training_clock(scheduler)  # --max_time_minutes budgets the training loop only
-    eval_metrics = {}
+    start_training_clock(scheduler)  # --max_time_minutes budgets the training loop only
     if data_args.streaming:
         batches = train_loader.batches(accelerator, state)
     else:
@@ -514,8 +529,8 @@ def main(
             )
             loss = out.loss
             accelerator.backward(loss)
-            if accelerator.sync_gradients and args.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            if accelerator.sync_gradients and training_args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), training_args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad()
         if elmo_args.carry_state:
@@ -528,27 +543,25 @@ def main(
         progress.step(
             scheduler.get_last_lr()[0], {"data_wait": train_loader.wait_fraction()} if data_args.streaming else None
         )
-        if args.eval_steps and state.global_step % args.eval_steps == 0:
-            eval_metrics = evaluate(model, eval_loader, accelerator)
-            progress.record(eval_metrics)
-        if args.save_steps and state.global_step % args.save_steps == 0:
-            save_checkpoint(accelerator, args.output_dir, state, args.save_total_limit)
-        exit_if_preempted(accelerator, args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
-        if state.global_step >= total_steps or time_budget_exceeded(
-            accelerator, train_start, args.max_time_minutes, scheduler
-        ):
+        if training_args.eval_steps and state.global_step % training_args.eval_steps == 0:
+            progress.record(evaluate(model, eval_loader, accelerator))
+        if training_args.save_steps and state.global_step % training_args.save_steps == 0:
+            save_checkpoint(accelerator, training_args.output_dir, state, training_args.save_total_limit)
+        exit_if_preempted(accelerator, training_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
+        if training_finished(state, total_steps, scheduler):
             break
     progress.log(scheduler.get_last_lr()[0])  # flush a partial logging window
     progress.close()
     accelerator.print(progress.throughput_line())
-    if not eval_metrics or not args.eval_steps or state.global_step % args.eval_steps:
+    eval_metrics = evaluation_at_last_step(state)
+    if eval_metrics is None:
         eval_metrics = evaluate(model, eval_loader, accelerator)
         progress.record(eval_metrics)
-    eval_metrics["eval_oov_rate"] = round(eval_stream.oov_rate, 4)
 
-    # --- final save ---
-    final_metrics = {
+    # --- finish: model, tokenizer, metrics, log history, model card, push ---
+    results = {
         **eval_metrics,
+        "eval_oov_rate": round(eval_stream.oov_rate, 4),
         "train_loss": progress.last_loss,
         "global_step": state.global_step,
         "train_runtime_s": round(time.perf_counter() - start_time, 1),
@@ -556,55 +569,14 @@ def main(
         "params_without_softmax": n_params,
         **({"data_wait_fraction": train_loader.wait_fraction()} if data_args.streaming else {}),
     }
-    run_config = config.to_dict(model_args, elmo_args, data_args, args)
-    unwrapped = save_final_model(accelerator, model, tokenizer, args.output_dir, run_config, final_metrics)
-    if accelerator.is_main_process:
-        data_name = data_label(data_args)
-        if elmo_args.extra_text_file:
-            data_name = f"{data_name} + {os.path.basename(elmo_args.extra_text_file)} ({elmo_args.extra_text_column or 'text'} column)"
-        eval_name = (
-            os.path.basename(os.path.normpath(data_args.validation_file)) if data_args.validation_file else data_name
-        )
-        write_model_card(
-            args.output_dir,
-            CardInfo(
-                title=os.path.basename(os.path.normpath(args.output_dir)),
-                summary=(
-                    f"An ELMo biLM (`toolkit_elmo`, {n_params / 1e6:.1f} M parameters without the softmax, "
-                    f"{unwrapped.config.token_embedder} input) pretrained on `{data_name}` for {state.global_step} "
-                    "steps. Load the layer representations with `AutoModel.from_pretrained(..., "
-                    "trust_remote_code=True)`; the tokenizer returns `input_ids` and `char_ids`."
-                ),
-                datasets=hub_datasets(data_args),
-                tags=["elmo", "bilm", "language-modeling"],
-                pipeline_tag="feature-extraction",
-            ),
-            config=unwrapped.config,
-            run_config=run_config,
-            metrics=[
-                CardMetric(
-                    "language-modeling",
-                    "perplexity",
-                    eval_metrics["eval_forward_perplexity"],
-                    eval_name,
-                    "validation",
-                    metric_name="forward perplexity",
-                    num_samples=len(eval_stream.types),
-                ),
-                CardMetric(
-                    "language-modeling",
-                    "perplexity",
-                    eval_metrics["eval_backward_perplexity"],
-                    eval_name,
-                    "validation",
-                    metric_name="backward perplexity",
-                    num_samples=len(eval_stream.types),
-                ),
-            ],
-        )
-        finish_run(accelerator, args, final_metrics, state.log_history)
-    accelerator.end_training()
-    return final_metrics
+    card, card_metrics = model_card(
+        accelerator.unwrap_model(model).config.token_embedder, data_args, training_args, n_params,
+        state.global_step, eval_metrics, len(eval_stream.types),
+    )  # fmt: skip
+    return finish_run(
+        accelerator, training_args, model, tokenizer, results=results, log_history=state.log_history,
+        run_config=run_config, card=card, card_metrics=card_metrics,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ training time survives a save / resume, and a budget-stopped pretraining run end
 import io
 import json
 import os
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,8 +11,9 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from tests.conftest import load_recipe
 from toolkit.training.arguments import TrainingArguments
-from toolkit.training.loop import time_budget_exceeded
-from toolkit.training.optim import BudgetScheduler, budget_multiplier, create_scheduler
+from toolkit.training.checkpoint import TrainState
+from toolkit.training.loop import training_finished
+from toolkit.training.optim import BudgetScheduler, budget_multiplier, create_scheduler, start_training_clock
 
 
 class FakeClock:
@@ -49,7 +49,22 @@ def test_warmup_and_decay_follow_the_spent_budget():
     assert not sched.budget_spent()
     assert _step_at(sched, clock, 100.0) == pytest.approx(0.0)  # the decay ends where the budget ends
     assert sched.budget_spent()
-    assert time_budget_exceeded(None, 0.0, 100 / 60, sched)
+    assert training_finished(TrainState(global_step=3), 10**6, sched)  # the budget stops it, not the step count
+
+
+def test_the_budget_counts_from_the_start_of_training():
+    """Every recipe calls `start_training_clock` just before its loop: data preparation (and the first evaluation)
+    before it is not training time, so `training_finished` does not count it."""
+    clock = FakeClock()
+    sched = _scheduler(clock)
+    clock.now += 500.0  # data preparation: five budgets long
+    start_training_clock(sched)
+    clock.now += 50.0
+    sched.optimizer.step()
+    sched.step()
+    assert sched.time_share == pytest.approx(0.5)
+    assert not training_finished(TrainState(global_step=1), 10**6, sched)
+    assert training_finished(TrainState(global_step=10), 10, sched)  # the step count still ends it
 
 
 def test_cosine_and_step_limit():
@@ -110,7 +125,8 @@ def test_create_scheduler_picks_the_clock():
     assert sched.lr_lambdas[0](24) == pytest.approx(25 / 26) and sched.lr_lambdas[0](25) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="warmup_ratio"):
         TrainingArguments(warmup_ratio=1.5)
-    assert not time_budget_exceeded(None, 0.0, None, SimpleNamespace())
+    assert not training_finished(TrainState(global_step=99), 100, sched)  # no budget: only the step count
+    assert training_finished(TrainState(global_step=100), 100, sched)
 
 
 TINY = [

@@ -87,6 +87,17 @@ def data_label(data_args) -> str:
     return folder or os.path.basename(path) or "local data"
 
 
+def pretraining_data_names(data_args) -> tuple[str, str]:
+    """(what a pretrained model was trained on, what it was evaluated on), for its card; the task text of
+    --extra_text_file is named with its column."""
+    trained_on = data_label(data_args)
+    if getattr(data_args, "extra_text_file", None):
+        column = data_args.extra_text_column or "text"
+        trained_on = f"{trained_on} + {os.path.basename(data_args.extra_text_file)} ({column} column)"
+    validation = getattr(data_args, "validation_file", None)
+    return trained_on, os.path.basename(os.path.normpath(validation)) if validation else trained_on
+
+
 def results_metrics(task_type: str, results: dict, metric_names, data_args, splits=("validation", "test")):
     """`CardMetric`s for every `{split}_{metric}` in `results`, with `{split}_samples` as the count scored and
     `--max_eval_samples` marking a subset."""

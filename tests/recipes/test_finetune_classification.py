@@ -399,3 +399,30 @@ def test_length_grouped_order_is_a_permutation_of_similar_lengths():
         for s in range(0, 1000, 10)
     ]
     assert sum(spread) / len(spread) < 3  # random batches of 10 would spread ~48
+
+
+def test_time_budget_counts_from_the_start_of_training_and_all_results_is_written_once(data, tmp_path, monkeypatch):
+    """--max_time_minutes budgets the training loop, in every recipe (it used to count from the top of `main` here,
+    so slow data preparation could spend it before the first step); and the output folder's all_results.json is
+    written once, by `toolkit.training.finish_run` (it used to be written twice)."""
+    import time
+
+    from toolkit.training import loop, report
+
+    recipe = _recipe()
+    load = recipe.load_raw_datasets
+
+    def slow_load(*args, **kwargs):
+        time.sleep(7)  # longer than the whole budget
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "load_raw_datasets", slow_load)
+    written = []
+    for module in (loop, report):
+        monkeypatch.setattr(
+            module, "write_json", lambda path, obj, write=module.write_json: (written.append(path), write(path, obj))
+        )
+    argv = _args(data, tmp_path, "--max_steps", "6", "--max_time_minutes", "0.1", "--eval_steps", "0")
+    results = _run(recipe, argv)
+    assert results["global_step"] == 6 and results["train_runtime_seconds"] > 7
+    assert [os.path.normpath(p) for p in written].count(str(tmp_path / "all_results.json")) == 1

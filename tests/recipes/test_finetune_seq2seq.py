@@ -64,6 +64,10 @@ def test_demo_summarization_lowers_loss_and_writes_outputs(tmp_path, capsys):
     rows = [json.loads(line) for line in open(out / "test_predictions.jsonl", encoding="utf-8")]
     assert len(rows) == 8 and set(rows[0]) == {"source", "prediction", "reference"}
     assert "rouge" in (out / "README.md").read_text()
+    # the same output folder as every recipe's (toolkit.training.finish_run): the curve is in log_history.json too
+    history = json.loads((out / "log_history.json").read_text())
+    assert [h["step"] for h in history if "eval_loss" in h] == [20, 40]
+    assert [h["step"] for h in history if "loss" in h][-1] == 50
 
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 

@@ -43,3 +43,19 @@ class DataArguments:
     strip_gutenberg: bool = field(
         default=True, metadata={"help": "Drop Project Gutenberg header/licence outside the START/END markers."}
     )
+
+
+@dataclass
+class PretrainingDataArguments(DataArguments):
+    """The data options of the pretraining recipes: `DataArguments` plus the task text of task-adaptive pretraining."""
+
+    extra_text_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Task-adaptive pretraining (Gururangan et al. 2020): add one text column of this file (e.g. the "
+            "task's train.tsv; labels are dropped) to the training text."
+        },
+    )
+    extra_text_column: str | None = field(
+        default=None, metadata={"help": "Column of --extra_text_file holding the text (default: text)."}
+    )

@@ -4,13 +4,15 @@ Gururangan et al. (2020), "Don't Stop Pretraining": masked-LM training on the te
 only, labels dropped) helps most when labels are few. `add_task_text` reads one text column of a csv / tsv / json /
 jsonl / parquet file (or a plain-text file, one paragraph per row), drops every other column, and appends the rows
 to the training split as one extra document, so packing joins the task's short sentences into full blocks.
+`load_pretraining_text` is how both pretraining recipes read their text: the corpus (or its streams), checked, plus
+the task text.
 """
 
 from __future__ import annotations
 
 import datasets
 
-from toolkit.data.loading import _load_split_files, check_columns, expand_files
+from toolkit.data.loading import _load_split_files, check_columns, expand_files, load_raw_datasets
 from toolkit.data.streaming import TextStream
 from toolkit.errors import UserError
 
@@ -41,3 +43,26 @@ def add_task_text(train, path: str, column: str | None, text_column: str = "text
         extra = extra.add_column("doc_id", [new_doc] * len(extra))
     extra = extra.cast(train.features)  # e.g. string vs large_string of another file type
     return datasets.concatenate_datasets([train, extra])
+
+
+def load_pretraining_text(accelerator, data_args, seed: int, open_streams=None) -> dict:
+    """The splits of a pretraining run (`PretrainingDataArguments`): train + validation (held out of train when none
+    is given), or the planned streams with --streaming, plus the task text of --extra_text_file. The main process
+    reads first, so the other processes find the datasets cache ready. `open_streams(data_args)` plans the streams
+    (default: `toolkit.data.streaming.open_text_streams`)."""
+    with accelerator.main_process_first():
+        if data_args.streaming:  # planned here, read by the DataLoader workers (toolkit/data/streaming.py)
+            from toolkit.data.streaming import open_text_streams
+
+            raw = (open_streams or open_text_streams)(data_args)
+        else:
+            raw = load_raw_datasets(data_args, need_validation=True, seed=seed)
+    if "train" not in raw:
+        raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
+    check_columns(raw["train"], [data_args.text_column], "the training data")
+    if data_args.extra_text_file:
+        with accelerator.main_process_first():
+            raw["train"] = add_task_text(
+                raw["train"], data_args.extra_text_file, data_args.extra_text_column, data_args.text_column
+            )
+    return raw

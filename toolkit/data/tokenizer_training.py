@@ -3,11 +3,13 @@
 - `train_wordpiece`: BERT-style WordPiece ([PAD] [UNK] [CLS] [SEP] [MASK], `##` continuations, [CLS] a [SEP] b [SEP]).
 - `train_bpe`: a joint byte-level BPE over source and target text for seq2seq (<pad> <s> </s> <unk>).
 - `train_word_level`: a word vocabulary with a frequency cut-off and size limit (ELMo's softmax vocabulary).
+- `load_or_train_tokenizer`: a run's tokenizer: the one given, the one its first run trained, or a new one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -122,3 +124,16 @@ def train_word_level(texts: Iterable, max_size: int = 50000, min_frequency: int 
     tok.train_from_iterator(_checked(texts), trainer=trainer)
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins words with spaces
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=100000, **SEQ2SEQ_SPECIALS)
+
+
+def load_or_train_tokenizer(accelerator, source: str | None, tokenizer_dir: str, train: Callable, reuse: bool):
+    """The run's tokenizer: `source` (a folder or Hub name) when given; else the one saved in `tokenizer_dir` by the
+    run a resumed run continues (`reuse`), else `train()`'s, trained on the main process and saved there."""
+    from transformers import AutoTokenizer
+
+    with accelerator.main_process_first():
+        if source:
+            return AutoTokenizer.from_pretrained(source)
+        if accelerator.is_main_process and not (reuse and os.path.isdir(tokenizer_dir)):
+            train().save_pretrained(tokenizer_dir)
+        return AutoTokenizer.from_pretrained(tokenizer_dir)

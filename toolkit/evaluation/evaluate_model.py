@@ -14,8 +14,8 @@ summarization ROUGE-1/2/L/Lsum. All go to `<prefix>_results.json` in `--output_d
 Under several processes every example is counted exactly once (`Accelerator.gather_for_metrics` drops the
 duplicates that pad the last batch). Metrics come from the toolkit's offline `evaluate` modules.
 
-The helpers here (`read_records`, `label_ids`, `predict_classification`, `generate_texts`,
-`write_classification_outputs`) are shared with the fine-tuning recipes.
+The inference helpers it runs (`predict_classification`, `generate_texts`, ...) live in `toolkit.evaluation.predict`,
+shared with the fine-tuning recipes; this module is the command line.
 """
 
 from __future__ import annotations
@@ -32,7 +32,16 @@ from pathlib import Path
 
 import torch
 
+from toolkit.data.batching import ListDataset
+from toolkit.data.parallel import read_lines
 from toolkit.errors import UserError, exit_on_user_error
+from toolkit.evaluation.predict import (
+    classification_collator,
+    generate_texts,
+    label_ids,
+    predict_in_order,
+    write_classification_outputs,
+)
 
 TASKS = ("classification", "translation", "summarization")
 
@@ -71,14 +80,6 @@ def read_records(path: str) -> list[dict]:
     raise UserError(f"{path}: unsupported file type '{suffix}' (use .tsv, .csv, .jsonl or .json)")
 
 
-def read_lines(path: str) -> list[str]:
-    """Lines of a plain-text file (optionally .gz), without the trailing newline."""
-    if not os.path.isfile(path):
-        raise UserError(f"file {path} does not exist")
-    with _open_text(path) as f:
-        return [line.rstrip("\n") for line in f]
-
-
 def column(records: Sequence[dict], name: str, source: str) -> list:
     """The values of column `name`, or a one-line error naming the columns that do exist."""
     if not records:
@@ -86,199 +87,6 @@ def column(records: Sequence[dict], name: str, source: str) -> list:
     if name not in records[0]:
         raise UserError(f"column '{name}' not found in {source}; columns are: {', '.join(map(str, records[0]))}")
     return [record[name] for record in records]
-
-
-def label_key(value) -> str:
-    """Canonical string form of a label value (1, "1" and 1.0 all become "1")."""
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def label_ids(values: Sequence, label2id: dict[str, int], source: str) -> list[int]:
-    """Map label values (ints or strings) to the model's ids; a label the model never saw is a one-line error."""
-    ids, unknown = [], []
-    # A model whose labels have names ("negative", "positive") also accepts the ids themselves ("0", "1").
-    by_id = {} if any(k.lstrip("-").isdigit() for k in label2id) else {str(i): i for i in label2id.values()}
-    for value in values:
-        key = label_key(value)
-        if key in label2id:
-            ids.append(int(label2id[key]))
-        elif key in by_id:
-            ids.append(by_id[key])
-        else:
-            unknown.append(key)
-    if unknown:
-        unseen = sorted(set(unknown))
-        raise UserError(
-            f"{source} has label(s) the model was not trained on: {', '.join(unseen[:10])}"
-            f"{' ...' if len(unseen) > 10 else ''} (known labels: {', '.join(sorted(label2id))})"
-        )
-    return ids
-
-
-# --- inference -------------------------------------------------------------------------------------------------------
-
-
-class _ListDataset(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
-
-
-def classification_collator(tokenizer, max_length: int | None = None, pair_separator: str | None = None):
-    """Collate `{"text", "text_pair"?, "label"?}` items: tokenize the batch with padding, keep labels as a tensor.
-
-    `pair_separator` (e.g. "[SEP]") joins pairs into one sequence "a [SEP] b" for models without a pair template.
-    """
-
-    def collate(items):
-        texts = [item["text"] for item in items]
-        pairs = [item.get("text_pair") for item in items]
-        kwargs = dict(padding=True, truncation=max_length is not None, max_length=max_length, return_tensors="pt")
-        if any(pair is not None for pair in pairs):
-            if pair_separator is not None:
-                texts = [f"{a} {pair_separator} {b}" for a, b in zip(texts, pairs)]
-                batch = tokenizer(texts, **kwargs)
-            else:
-                batch = tokenizer(texts, [pair or "" for pair in pairs], **kwargs)
-        else:
-            batch = tokenizer(texts, **kwargs)
-        batch = {k: v for k, v in batch.items() if k in _model_input_names(tokenizer)}
-        if "label" in items[0]:
-            batch["labels"] = torch.tensor([item["label"] for item in items], dtype=torch.long)
-        batch["index"] = torch.tensor([item["index"] for item in items], dtype=torch.long)
-        return batch
-
-    return collate
-
-
-def _model_input_names(tokenizer) -> set[str]:
-    return set(getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"])) | {"token_type_ids"}
-
-
-@torch.no_grad()
-def predict_classification(model, dataloader, accelerator) -> dict[str, torch.Tensor]:
-    """Run a prepared classifier over a prepared dataloader; gather every example exactly once on every process.
-
-    Returns CPU tensors: `index` (position in the dataset), `predictions`, `probabilities` (B, num_labels),
-    and, when the batches have labels, `labels` and the mean cross-entropy `loss` (a float).
-    """
-    model.eval()
-    indices, predictions, probabilities, labels, losses = [], [], [], [], []
-    for batch in dataloader:
-        index = batch.pop("index")
-        batch_labels = batch.pop("labels", None)
-        logits = model(**batch).logits.float()  # (B, num_labels)
-        probs = torch.softmax(logits, dim=-1)
-        gathered = accelerator.gather_for_metrics((index, probs.argmax(-1), probs))
-        indices.append(gathered[0].cpu())
-        predictions.append(gathered[1].cpu())
-        probabilities.append(gathered[2].cpu())
-        if batch_labels is not None:
-            # per-example cross-entropy, so that duplicated padding examples are dropped like the predictions
-            nll = torch.nn.functional.cross_entropy(logits, batch_labels, reduction="none")  # (B,)
-            gathered_labels, gathered_nll = accelerator.gather_for_metrics((batch_labels, nll))
-            labels.append(gathered_labels.cpu())
-            losses.append(gathered_nll.cpu())
-    result = {
-        "index": torch.cat(indices),
-        "predictions": torch.cat(predictions),
-        "probabilities": torch.cat(probabilities),
-    }
-    if labels:
-        result["labels"] = torch.cat(labels)
-        result["loss"] = float(torch.cat(losses).mean())
-    return result
-
-
-@torch.no_grad()
-def generate_texts(
-    model,
-    tokenizer,
-    sources: Sequence[str],
-    accelerator,
-    batch_size: int = 32,
-    max_source_length: int | None = None,
-    **generate_kwargs,
-) -> list[str]:
-    """Generate one output per source with a seq2seq model, data-parallel; returns the texts in source order."""
-    items = [{"text": text, "index": i} for i, text in enumerate(sources)]
-
-    def collate(batch_items):
-        batch = tokenizer(
-            [item["text"] for item in batch_items],
-            padding=True,
-            truncation=max_source_length is not None,
-            max_length=max_source_length,
-            return_tensors="pt",
-        )
-        return {
-            "input_ids": batch["input_ids"],
-            "attention_mask": batch["attention_mask"],
-            "index": torch.tensor([item["index"] for item in batch_items]),
-        }
-
-    dataloader = torch.utils.data.DataLoader(_ListDataset(items), batch_size=batch_size, collate_fn=collate)
-    dataloader = accelerator.prepare(dataloader)
-    unwrapped = accelerator.unwrap_model(model)
-    unwrapped.eval()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    outputs: dict[int, str] = {}
-    for batch in dataloader:
-        index = batch.pop("index")
-        generated = unwrapped.generate(**batch, **generate_kwargs)  # (B, T_out)
-        generated = accelerator.pad_across_processes(generated, dim=1, pad_index=pad_id)
-        index, generated = accelerator.gather_for_metrics((index, generated))
-        texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
-        for i, text in zip(index.tolist(), texts):
-            outputs[i] = text.strip()
-    return [outputs[i] for i in range(len(sources))]
-
-
-# --- outputs ---------------------------------------------------------------------------------------------------------
-
-
-def write_classification_outputs(
-    output_dir: str,
-    prefix: str,
-    texts: Sequence[str],
-    gold: Sequence[int] | None,
-    predictions: Sequence[int],
-    probabilities: torch.Tensor,
-    id2label: dict[int, str],
-    metrics: dict | None = None,
-) -> dict[str, str]:
-    """Write `<prefix>_predictions.tsv`, `<prefix>_confusion_matrix.png` (with gold labels) and
-    `<prefix>_results.json` (when metrics are given). Returns the written paths by kind."""
-    from .plots import plot_confusion_matrix
-
-    os.makedirs(output_dir, exist_ok=True)
-    paths = {"predictions": os.path.join(output_dir, f"{prefix}_predictions.tsv")}
-    with open(paths["predictions"], "w", encoding="utf-8") as f:
-        # plain TSV without quoting (read it back with csv.QUOTE_NONE); tabs/newlines inside a text become spaces
-        f.write("text\tgold\tpredicted\tprobability\n")
-        for row, (text, pred) in enumerate(zip(texts, predictions)):
-            gold_name = id2label[int(gold[row])] if gold is not None else ""
-            text = " ".join(str(text).replace("\t", " ").splitlines())
-            f.write(f"{text}\t{gold_name}\t{id2label[int(pred)]}\t{float(probabilities[row, int(pred)]):.4f}\n")
-    if gold is not None:
-        paths["confusion_matrix"] = os.path.join(output_dir, f"{prefix}_confusion_matrix.png")
-        names = [id2label[i] for i in range(len(id2label))]
-        plot_confusion_matrix(predictions, gold, names, paths["confusion_matrix"], title=None)
-    if metrics is not None:
-        paths["results"] = os.path.join(output_dir, f"{prefix}_results.json")
-        with open(paths["results"], "w", encoding="utf-8") as f:
-            json.dump(metrics, f, indent=2)
-            f.write("\n")
-    return paths
 
 
 # --- command line ----------------------------------------------------------------------------------------------------
@@ -343,17 +151,13 @@ def _classification(args, accelerator, records, output_dir) -> dict:
         for item, pair in zip(items, pairs):
             item["text_pair"] = pair
     dataloader = torch.utils.data.DataLoader(
-        _ListDataset(items),
+        ListDataset(items),
         batch_size=args.per_device_eval_batch_size,
         collate_fn=classification_collator(tokenizer, args.max_length),
     )
     model, dataloader = accelerator.prepare(model, dataloader)
-    result = predict_classification(model, dataloader, accelerator)
-    order = torch.argsort(result["index"])
-    if result["index"][order].tolist() != list(range(len(items))):
-        raise RuntimeError("distributed inference did not score every example exactly once")
-    predictions = result["predictions"][order].tolist()
-    result["probabilities"] = result["probabilities"][order]
+    result = predict_in_order(model, dataloader, accelerator, len(items))
+    predictions = result["predictions"].tolist()
     metrics = classification_scores(predictions, gold)
     metrics.update(num_examples=len(gold), loss=result.get("loss"), num_processes=accelerator.num_processes)
     if accelerator.is_main_process:

@@ -1,6 +1,13 @@
 """Training helpers shared by the recipes (see each module's docstring)."""
 
 from toolkit.training.arguments import TrainingArguments
+from toolkit.training.backbone_defaults import (
+    CLASSIFICATION_DEFAULTS,
+    SEQ2SEQ_DEFAULTS,
+    SMALL_BERT_WIDTH,
+    apply_defaults,
+    describe,
+)
 from toolkit.training.checkpoint import (
     TrainState,
     check_output_dir,
@@ -15,18 +22,30 @@ from toolkit.training.checkpoint import (
 )
 from toolkit.training.loop import (
     ProgressLogger,
+    evaluation_at_last_step,
     make_accelerator,
     save_final_model,
-    time_budget_exceeded,
     total_training_steps,
     training_batches,
+    training_finished,
     write_json,
 )
 from toolkit.training.optim import BudgetScheduler, create_optimizer, create_scheduler, start_training_clock
 from toolkit.training.preemption import EXIT_PREEMPTED, exit_if_preempted
+from toolkit.training.preflight import check_positions, field_default, fit_length_to_model, model_config_dict
+from toolkit.training.report import finish_run, run_header
 from toolkit.training.run_options import prepare_run
 
 __all__ = [
+    "CLASSIFICATION_DEFAULTS",
+    "SMALL_BERT_WIDTH",
+    "SEQ2SEQ_DEFAULTS",
+    "apply_defaults",
+    "check_positions",
+    "describe",
+    "field_default",
+    "fit_length_to_model",
+    "model_config_dict",
     "BudgetScheduler",
     "EXIT_PREEMPTED",
     "exit_if_preempted",
@@ -35,6 +54,10 @@ __all__ = [
     "TrainState",
     "TrainingArguments",
     "ProgressLogger",
+    "evaluation_at_last_step",
+    "finish_run",
+    "run_header",
+    "training_finished",
     "check_output_dir",
     "create_optimizer",
     "create_scheduler",
@@ -47,7 +70,6 @@ __all__ = [
     "save_checkpoint",
     "sharded_checkpoints",
     "save_final_model",
-    "time_budget_exceeded",
     "total_training_steps",
     "start_training_clock",
     "training_batches",

@@ -45,8 +45,10 @@ class TrainingArguments:
     max_time_minutes: float | None = field(
         default=None,
         metadata={
-            "help": "Wall-clock budget of the training loop: training stops when it is spent, and warmup and decay "
-            "follow the spent share of it (or of max_steps, whichever ends first). Not bit-reproducible."
+            "help": "Wall-clock budget of the training loop, counted from its first step (data preparation is not "
+            "part of it; a resumed run continues it) and checked after every optimizer step: training stops when it "
+            "is spent, and warmup and decay follow the spent share of it (or of max_steps, whichever ends first). "
+            "Not bit-reproducible."
         },
     )
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Micro-batch size per process."})

@@ -3,6 +3,7 @@
 - `make_accelerator`: Accelerator with seeded, resumable data order and the chosen tracker.
 - `training_batches`: yields micro-batches epoch after epoch, skipping what a resumed run already consumed.
 - `ProgressLogger`: tqdm bar on the main process; loss is reduced and `.item()`-ed only at logging steps.
+- `training_finished` (step count or time budget) and `evaluation_at_last_step`: the loop's two shared rules.
 - `save_final_model`: gathers the full state dict (DDP, FSDP, DeepSpeed alike) and writes a loadable HF folder.
 """
 
@@ -93,7 +94,8 @@ def total_training_steps(args, num_batches_per_epoch: int) -> tuple[int, int]:
 def training_batches(accelerator: Accelerator, dataloader, state: TrainState, num_epochs: int):
     """Yield micro-batches from `state.epoch`/`state.batch_in_epoch` on, keeping `state` up to date.
 
-    The data order of epoch e depends only on (seed, e), and before each micro-batch the global torch RNG (dropout)
+    The data order of epoch e depends only on (seed, e) (a collator with `set_epoch`, such as the MLM masking, is told
+    the epoch too, before the epoch's first batch), and before each micro-batch the global torch RNG (dropout)
     is reseeded from (seed, epoch, micro-batch, process index). So a resumed run sees exactly the batches and random
     numbers the uninterrupted run would have seen, without relying on per-process RNG files in the checkpoint.
     """
@@ -101,6 +103,8 @@ def training_batches(accelerator: Accelerator, dataloader, state: TrainState, nu
     while state.epoch < num_epochs:
         if hasattr(dataloader, "set_epoch"):
             dataloader.set_epoch(state.epoch)
+        if hasattr(getattr(dataloader, "collate_fn", None), "set_epoch"):  # e.g. dynamic masking (DataCollatorForMLM)
+            dataloader.collate_fn.set_epoch(state.epoch)
         batches = dataloader
         if state.batch_in_epoch:
             batches = accelerator.skip_first_batches(dataloader, state.batch_in_epoch)
@@ -220,26 +224,37 @@ class ProgressLogger:
         return line
 
 
-def time_budget_exceeded(accelerator: Accelerator, start: float, max_minutes: float | None, scheduler=None) -> bool:
-    """Whether the wall-clock budget is spent, agreed by all processes (rank 0's clock decides).
-
-    Given the run's time-driven `BudgetScheduler`, its clock decides: it counts the training time of the runs a
-    resumed run continues, so the budget is for the whole training, not for each restart."""
-    if not max_minutes:
-        return False
-    if isinstance(scheduler, BudgetScheduler):
-        return scheduler.budget_spent()
-    spent = time.perf_counter() - start > 60 * max_minutes
-    if accelerator.num_processes == 1:
-        return spent  # no device tensor, so no host-device synchronisation in the step loop
-    flag = torch.tensor([float(spent)], device=accelerator.device)
-    from accelerate.utils import broadcast
-
-    return bool(broadcast(flag, from_process=0).item())
+def training_finished(state: TrainState, total_steps: int, scheduler) -> bool:
+    """The one stopping rule of the recipes, checked after every optimizer step: `total_steps` are done, or the
+    `--max_time_minutes` budget is spent. The budget is kept by the run's `BudgetScheduler` (what `create_scheduler`
+    returns whenever --max_time_minutes is set): it counts training time from `start_training_clock` (so data
+    preparation and the first evaluation are not part of it), adds the training time of the runs a resumed run
+    continues, and every process agrees on it (rank 0's clock)."""
+    return state.global_step >= total_steps or (isinstance(scheduler, BudgetScheduler) and scheduler.budget_spent())
 
 
-def save_final_model(accelerator: Accelerator, model, tokenizer, output_dir: str, run_config: dict, metrics: dict):
-    """Collective. Writes `save_pretrained` weights + code, the tokenizer, the resolved config and metrics."""
+def evaluation_at_last_step(state: TrainState) -> dict | None:
+    """The metrics of the evaluation logged at the current step, or None when the last step was not evaluated (then
+    the recipe evaluates once more before the final save). Read from the log history, so a run resumed from a
+    checkpoint written at its last step does not evaluate that step twice."""
+    for entry in reversed(state.log_history):
+        if entry.get("step") != state.global_step:
+            break
+        if "eval_loss" in entry:
+            return {k: v for k, v in entry.items() if k != "step"}
+    return None
+
+
+def save_final_model(
+    accelerator: Accelerator,
+    model,
+    tokenizer,
+    output_dir: str,
+    run_config: dict | None = None,
+    metrics: dict | None = None,
+):
+    """Collective. Writes `save_pretrained` weights + code, the tokenizer and, when given, the resolved config
+    (`run_config.json`) and metrics (`all_results.json`). Returns the unwrapped model."""
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(model)  # gathers FSDP / DeepSpeed shards on the main process
     unwrapped = accelerator.unwrap_model(model)
@@ -258,8 +273,10 @@ def save_final_model(accelerator: Accelerator, model, tokenizer, output_dir: str
     if accelerator.is_main_process:
         if tokenizer is not None:
             tokenizer.save_pretrained(output_dir)
-        write_json(os.path.join(output_dir, "run_config.json"), run_config)
-        write_json(os.path.join(output_dir, "all_results.json"), metrics)
+        if run_config is not None:
+            write_json(os.path.join(output_dir, "run_config.json"), run_config)
+        if metrics is not None:
+            write_json(os.path.join(output_dir, "all_results.json"), metrics)
     accelerator.wait_for_everyone()
     return unwrapped
 

@@ -68,3 +68,16 @@ def check_positions(
             f"pass --{key} {max_positions} or less"
         )
     return max_seq_length
+
+
+def fit_length_to_model(
+    group, model_name_or_path: str | None, scratch_positions: int | None = None, key="max_seq_length"
+):
+    """`group.<key>` checked against the learned positions of the checkpoint `model_name_or_path` (read from its
+    config before anything is trained, so a bad model or length fails at once) or, for a model trained from scratch
+    (None), against `scratch_positions`; see `check_positions`. Returns the length to use."""
+    if model_name_or_path:
+        positions = model_config_dict(model_name_or_path).get("max_position_embeddings")
+        default = field_default(group, key)
+        return check_positions(getattr(group, key), positions, model_name_or_path, key, default=default)
+    return check_positions(getattr(group, key), scratch_positions, "the model", key)

@@ -5,8 +5,10 @@ One helper pair for all recipes, so that every run reads the same:
 - `run_header`: data sizes per split, labels (classifiers), model class and parameters (trainable too), total
   optimizer steps and epochs, the effective batch (per device x processes x accumulation), the output folder and,
   when resuming, the step it continues from.
-- `finish_run`: writes `all_results.json` and `log_history.json`, prints the results and where the model, tokenizer,
-  metrics, curve, predictions and model card are, and uploads the folder when `--push_to_hub` is set.
+- `finish_run`: the end of every run, which owns the output folder's layout: the final model (weights + code,
+  `config.json`), its tokenizer and `run_config.json`, the recipe's own outputs (predictions, ...), `all_results.json`
+  (written once), `log_history.json`, the model card `README.md`, the upload when `--push_to_hub` is set, a summary
+  of where everything is, and `accelerator.end_training()`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import glob
 import json
 import os
 
-from toolkit.training.loop import write_json
+from toolkit.training.loop import save_final_model, write_json
 
 
 def _count(n: int) -> str:
@@ -25,7 +27,7 @@ def _count(n: int) -> str:
 def run_header(
     accelerator,
     recipe: str,
-    train_args,
+    training_args,
     *,
     data_sizes: dict[str, int | str],
     model,
@@ -42,10 +44,10 @@ def run_header(
     # ZeRO-3 partitions parameters: ds_numel is the full size
     sizes = [(getattr(p, "ds_numel", None) or p.numel(), p.requires_grad) for p in model.parameters()]
     total, trainable = sum(n for n, _ in sizes), sum(n for n, grad in sizes if grad)
-    processes, accumulation = accelerator.num_processes, train_args.gradient_accumulation_steps
+    processes, accumulation = accelerator.num_processes, training_args.gradient_accumulation_steps
     if per_device_batch is None:
-        batch = train_args.per_device_train_batch_size * processes * accumulation
-        effective = f"{batch:,} ({train_args.per_device_train_batch_size} per device"
+        batch = training_args.per_device_train_batch_size * processes * accumulation
+        effective = f"{batch:,} ({training_args.per_device_train_batch_size} per device"
     else:
         effective = f"{per_device_batch} x {processes * accumulation} ({per_device_batch} per device"
     effective += f" x {processes} process{'es' if processes > 1 else ''} x {accumulation} accumulation)"
@@ -60,7 +62,7 @@ def run_header(
         f"model:      {type(model).__name__}, {_count(total)} parameters ({_count(trainable)} trainable)",
         f"training:   {total_steps:,} optimizer steps, {num_epochs:g} epoch{'s' if num_epochs != 1 else ''} at most; "
         f"effective batch {effective}",
-        f"output_dir: {train_args.output_dir}",
+        f"output_dir: {training_args.output_dir}",
     ]
     if start_step:
         lines.append(f"resuming:   from step {start_step:,}")
@@ -73,16 +75,44 @@ def _existing(output_dir: str, names) -> list[str]:
     return [n for n in names if os.path.exists(os.path.join(output_dir, n))]
 
 
-def finish_run(accelerator, train_args, results: dict, log_history: list[dict]) -> str:
-    """Main process: write `all_results.json` + `log_history.json`, print the results and where the run's files
-    are, push to the Hub if asked. Call it after the model, tokenizer and card are saved. Returns the summary."""
-    if not accelerator.is_main_process:
-        return ""
+def finish_run(
+    accelerator,
+    training_args,
+    model,
+    tokenizer,
+    *,
+    results: dict,
+    log_history: list[dict],
+    run_config: dict,
+    card,
+    card_metrics: list,
+    write_outputs=None,
+) -> dict:
+    """Collective. Save the final model and finish the run's output folder (see the module docstring).
+
+    `card` is the `toolkit.hub.CardInfo` of the model card and `card_metrics` its `CardMetric`s; `write_outputs(model)`
+    (main process, after the weights are saved, before the card and the upload) writes what only this recipe writes,
+    e.g. predictions. Returns `results`."""
+    output_dir = training_args.output_dir
+    unwrapped = save_final_model(accelerator, model, tokenizer, output_dir, run_config)
+    if accelerator.is_main_process:
+        from toolkit.hub import write_model_card
+
+        if write_outputs is not None:
+            write_outputs(unwrapped)
+        write_json(os.path.join(output_dir, "all_results.json"), results)
+        write_json(os.path.join(output_dir, "log_history.json"), log_history)
+        write_model_card(output_dir, card, config=unwrapped.config, run_config=run_config, metrics=card_metrics)
+        _summary(accelerator, training_args, results)
+    accelerator.end_training()
+    return results
+
+
+def _summary(accelerator, training_args, results: dict) -> str:
+    """Print the results and where the run's files are; push to the Hub if asked. Returns the summary."""
     from toolkit.hub import push_folder
 
-    output_dir = train_args.output_dir
-    write_json(os.path.join(output_dir, "all_results.json"), results)
-    write_json(os.path.join(output_dir, "log_history.json"), log_history)
+    output_dir = training_args.output_dir
     weights = _existing(output_dir, ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"])
     tokenizer = _existing(output_dir, ["tokenizer.json", "vocab.txt", "tokenizer_config.json"])[:1]
     extra = sorted(
@@ -98,8 +128,8 @@ def finish_run(accelerator, train_args, results: dict, log_history: list[dict]) 
         where.append(f"outputs:    {', '.join(os.path.join(output_dir, e) for e in extra)}")
     if os.path.isfile(os.path.join(output_dir, "README.md")):
         where.append(f"model card: {os.path.join(output_dir, 'README.md')}")
-    if train_args.push_to_hub:
-        where.append(f"pushed to:  {push_folder(output_dir, train_args.hub_model_id, train_args.hub_private)}")
+    if training_args.push_to_hub:
+        where.append(f"pushed to:  {push_folder(output_dir, training_args.hub_model_id, training_args.hub_private)}")
     text = "\n".join([json.dumps(results, indent=2, default=str), *where])
     accelerator.print(text)
     return text

@@ -12,7 +12,9 @@ Features and where they come from:
 - Sentence-order prediction (`pretraining_objectives=["mlm", "sop"]`): ALBERT (Lan et al., 2020,
   arXiv:1909.11942).
 - Fused QKV projection and `torch.nn.functional.scaled_dot_product_attention` (FlashAttention, Dao et al., 2022,
-  arXiv:2205.14135, on CUDA); `eager_attention_forward` is the plain reference implementation.
+  arXiv:2205.14135, on CUDA) through transformers' attention interface (`ALL_ATTENTION_FUNCTIONS`, signature
+  `(module, query, key, value, attention_mask, scaling, dropout)`, as the Transformer family);
+  `eager_attention_forward` is the plain reference implementation.
 
 Padding: `attention_mask` (B, T) with 1 = token, 0 = pad. Padded keys get no attention. When the mask has no zeros
 it is dropped, so SDPA runs without a mask (its fastest path).
@@ -41,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_bert import ToolkitBertConfig
@@ -119,23 +122,29 @@ class ToolkitBertForPreTrainingOutput(ModelOutput):
 # attention
 
 
-def eager_attention_forward(query, key, value, attention_mask, dropout_p=0.0, training=False):
-    """Reference softmax attention. query/key/value: (B, H, T, D); attention_mask: (B, 1, 1, T) bool with
-    True = may attend, or None. Returns output (B, H, T, D) and probabilities (B, H, T, T)."""
-    scores = torch.matmul(query, key.transpose(-1, -2)) * query.size(-1) ** -0.5  # (B, H, T, T)
+# Copied from toolkit.models.transformer.modeling_transformer.eager_attention_forward
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(Q K^T / sqrt(d_k)) V, the reference the SDPA kernels must match.
+
+    query (B, H, Tq, D); key, value (B, H, Tk, D); attention_mask bool, broadcastable to (B, H, Tq, Tk), True where a
+    query may look. Returns the output (B, Tq, H, D) and the weights (B, H, Tq, Tk).
+    """
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, H, Tq, Tk)
     if attention_mask is not None:
         scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-    probs = scores.softmax(dim=-1)
-    probs = F.dropout(probs, p=dropout_p, training=training)
-    return torch.matmul(probs, value), probs
-
-
-def sdpa_attention_forward(query, key, value, attention_mask, dropout_p=0.0, training=False):
-    """Same contract as `eager_attention_forward` but fused; returns no probabilities."""
-    out = F.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask, dropout_p=dropout_p if training else 0.0
-    )  # (B, H, T, D)
-    return out, None
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value)  # (B, H, Tq, D)
+    return output.transpose(1, 2).contiguous(), weights
 
 
 class UnpaddedBatch:
@@ -229,6 +238,8 @@ class ToolkitBertSelfAttention(nn.Module):
         self.config = config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False  # an encoder: every token sees every (unmasked) token
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.use_bias)
         self.out = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
         self.dropout_p = config.attention_probs_dropout_prob
@@ -242,11 +253,22 @@ class ToolkitBertSelfAttention(nn.Module):
             return self.out(out.unsqueeze(0)), None
         qkv = self.qkv(hidden_states).view(B, T, 3, self.num_heads, self.head_dim)  # (B, T, 3, H, D)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, D)
-        use_eager = output_attentions or self.config._attn_implementation == "eager"
-        attend = eager_attention_forward if use_eager else sdpa_attention_forward
-        out, probs = attend(query, key, value, attention_mask, self.dropout_p, self.training)  # (B, H, T, D)
-        out = out.transpose(1, 2).reshape(B, T, C)  # (B, T, H * D)
-        return self.out(out), probs
+        implementation = self.config._attn_implementation or "sdpa"
+        if output_attentions or implementation == "eager":
+            attention_interface = eager_attention_forward
+        else:
+            attention_interface = ALL_ATTENTION_FUNCTIONS[implementation]
+        out, probs = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=self.scaling,
+            dropout=self.dropout_p if self.training else 0.0,
+            is_causal=False,
+        )  # (B, T, H, D)
+        return self.out(out.reshape(B, T, C)), probs
 
 
 class ToolkitBertMLP(nn.Module):

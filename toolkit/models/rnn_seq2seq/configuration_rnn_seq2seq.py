@@ -118,6 +118,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.label_smoothing = label_smoothing
         self.encoder_pad_token_id = encoder_pad_token_id
         self.use_cache = use_cache
+        # Copied from toolkit.models.transformer.configuration_transformer.TransformerSeq2SeqConfig.__init__ (its end)
         kwargs.pop("is_encoder_decoder", None)  # always True; present in saved config.json files
         super().__init__(
             pad_token_id=pad_token_id,

@@ -36,11 +36,13 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
 
+# Copied from toolkit.models.transformer.modeling_transformer.CACHE_NAME
 # transformers renamed the cache argument and output field from `past_key_values` to `cache` during v5; `forward`
 # accepts both names and outputs use the one the installed version's generation loop reads.
 CACHE_NAME = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
 
 
+# Copied from toolkit.models.transformer.modeling_transformer.shift_tokens_right
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
     """Teacher forcing: decoder input at step t is the target token of step t-1 (`<start>` at step 0)."""
     shifted = labels.new_zeros(labels.shape)
@@ -296,12 +298,14 @@ class RNNSeq2SeqDecoder(nn.Module):
         return context, weights
 
 
+# Copied from toolkit.models.transformer.modeling_transformer._as_encoder_output
 def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
     if isinstance(encoder_outputs, BaseModelOutput):
         return encoder_outputs
     if isinstance(encoder_outputs, dict):
         return BaseModelOutput(**encoder_outputs)
-    return BaseModelOutput(last_hidden_state=encoder_outputs[0])
+    encoder_outputs = tuple(encoder_outputs)  # return_dict=False tuple: (last_hidden_state, hidden_states, attentions)
+    return BaseModelOutput(*(encoder_outputs + (None,) * (3 - len(encoder_outputs))))
 
 
 class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMixin):
@@ -396,6 +400,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         )
         return output if return_dict is not False else output.to_tuple()
 
+    # Copied from toolkit.models.transformer.modeling_transformer.TransformerSeq2SeqForConditionalGeneration.prepare_inputs_for_generation with decoder_attention_mask removed
     def prepare_inputs_for_generation(
         self,
         decoder_input_ids: torch.Tensor,
