@@ -175,7 +175,10 @@ def visualize_attention(
     weights, source_tokens, target_tokens = cross_attention_matrix(
         model, source_tokenizer, target_tokenizer, source, target, layer=layer, head=head
     )
-    which = f"layer {layer}, " + ("mean over heads" if head is None else f"head {head}")
+    if getattr(model.config, "attention_type", None):  # the RNN decoder: one attention, no layers or heads
+        which = f"{model.config.attention_type} attention"
+    else:
+        which = f"layer {layer}, " + ("mean over heads" if head is None else f"head {head}")
     return plot_attention(weights, source_tokens, target_tokens, out, title=f"cross-attention ({which})")
 
 
