@@ -33,3 +33,11 @@ def test_config_parses_and_documents_its_command(path):
     assert first.startswith("#") and f"recipes/{recipe}.py" in first and rel in first, first
     parsed = load_recipe(recipe).parse_args(["--config", path])
     assert all(hasattr(group, "__dataclass_fields__") for group in parsed)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, os.path.join(REPO, "recipes", "configs")))
+def test_no_config_deletes_a_previous_run(path):
+    # --overwrite_output_dir removes the output folder, checkpoints included: a user asks for it, a config never does
+    # (it would also refuse the `--resume_from_checkpoint latest` every pretraining config documents)
+    parsed = load_recipe(RECIPE_OF[os.path.basename(os.path.dirname(path))]).parse_args(["--config", path])
+    assert not any(getattr(group, "overwrite_output_dir", False) for group in parsed), path

@@ -187,3 +187,19 @@ def test_sentence_pairs_are_document_aware_and_resume_exactly(objective, tmp_pat
         resumed = PackedStream(source, packer, 1, 20, 0, 1).iterate(position)
         again = [next(resumed)[0] for _ in range(150 - k)]
         assert again == [e for e, _ in pairs[k:]]
+
+
+def test_local_files_replace_the_dataset_a_config_names(tmp_path):
+    # a config naming the demo corpus, run with --train_file: every split comes from the local files (as without
+    # --streaming), none from the demo corpus, and the model card names the local data
+    from toolkit.data import PretrainingDataArguments
+    from toolkit.data.streaming import open_text_streams
+    from toolkit.hub import data_label
+
+    _write_jsonl(tmp_path / "a.jsonl", _rows(50))
+    args = PretrainingDataArguments(
+        dataset_name="demo", dataset_config_name="corpus", train_file=str(tmp_path / "a.jsonl"), streaming=True
+    )
+    streams = open_text_streams(args)
+    assert set(streams) == {"train"} and [f["path"] for f in streams["train"].files] == [str(tmp_path / "a.jsonl")]
+    assert "demo" not in data_label(args)

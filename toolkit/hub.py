@@ -80,9 +80,11 @@ def data_label(data_args) -> str:
     """A short name of a run's data for the results table: the Hub id, or the folder / file of the local data."""
     if hub_datasets(data_args):
         return data_args.dataset_name
-    if getattr(data_args, "dataset_name", None) == "demo":
+    if getattr(data_args, "dataset_name", None) == "demo" and not getattr(data_args, "train_file", None):
         return f"demo ({data_args.dataset_config_name or 'corpus'})"
     path = getattr(data_args, "train_file", None) or ""
+    if path and os.path.isdir(path):  # a folder of files: its own name
+        return os.path.basename(os.path.normpath(path))
     folder = os.path.basename(os.path.dirname(os.path.normpath(path))) if path else ""
     return folder or os.path.basename(path) or "local data"
 

@@ -409,7 +409,10 @@ def open_text_streams(data_args) -> dict[str, TextStream]:
     from toolkit.data.loading import expand_files
 
     paths, streams = {}, {}
-    if data_args.dataset_name == "demo":
+    if data_args.dataset_name and data_args.train_file:
+        # Local files replace the dataset a config names (as without --streaming): no split comes from it.
+        print(f"--train_file given: using local files instead of --dataset_name {data_args.dataset_name}")
+    elif data_args.dataset_name == "demo":
         name = data_args.dataset_config_name or "corpus"
         if name not in DEMO_NAMES:
             raise UserError(
