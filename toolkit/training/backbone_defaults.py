@@ -29,6 +29,16 @@ from toolkit.config import explicit_keys
 # Keys of a row that are rules rather than option values.
 RULE_KEYS = ("min_steps", "max_epochs", "warmup_ratio", "evaluations")
 
+# What the ELMo rows share (they differ in the learning rate only), and the same for the BERT rows.
+_ELMO = dict(
+    per_device_train_batch_size=32, per_device_eval_batch_size=128, weight_decay=0.0, lr_scheduler_type="linear",
+    max_grad_norm=5.0, group_by_length=True, min_steps=600, max_epochs=20, warmup_ratio=0.05, evaluations=5,
+)  # fmt: skip
+_BERT = dict(
+    per_device_train_batch_size=32, per_device_eval_batch_size=128, weight_decay=0.01, lr_scheduler_type="linear",
+    max_grad_norm=1.0, group_by_length=True, min_steps=300, max_epochs=10, warmup_ratio=0.1, evaluations=5,
+)  # fmt: skip
+
 CLASSIFICATION_DEFAULTS: dict[str, dict[str, Any]] = {
     # word embeddings + BiLSTM + attention pooling, every weight from scratch
     "scratch": dict(
@@ -36,37 +46,17 @@ CLASSIFICATION_DEFAULTS: dict[str, dict[str, Any]] = {
         lr_scheduler_type="linear", max_grad_norm=5.0, min_steps=600, max_epochs=20, warmup_ratio=0.05, evaluations=5,
     ),
     # frozen biLM, trained scalar mix + task BiLSTM: a fresh head, so a head-sized learning rate
-    "elmo": dict(
-        learning_rate=1e-3, per_device_train_batch_size=32, per_device_eval_batch_size=128, weight_decay=0.0,
-        lr_scheduler_type="linear", max_grad_norm=5.0, group_by_length=True, min_steps=600, max_epochs=20,
-        warmup_ratio=0.05, evaluations=5,
-    ),
+    "elmo": dict(learning_rate=1e-3, **_ELMO),
     # frozen biLM plus the trainable word channel (--elmo_word_embeddings): the new word embeddings learn at the
-    # scratch model's rate (RESULTS.md, "Lecture report": lr 1e-3 60.0 vs 2e-3 63.8 at 500 SST-2 labels)
-    "elmo_words": dict(
-        learning_rate=2e-3, per_device_train_batch_size=32, per_device_eval_batch_size=128, weight_decay=0.0,
-        lr_scheduler_type="linear", max_grad_norm=5.0, group_by_length=True, min_steps=600, max_epochs=20,
-        warmup_ratio=0.05, evaluations=5,
-    ),
+    # scratch model's rate (RESULTS.md, "CPU preset, the first full run": lr 1e-3 60.0 vs 2e-3 63.8 at 500 labels)
+    "elmo_words": dict(learning_rate=2e-3, **_ELMO),
     # the whole biLM trained as well: half the head's learning rate (RESULTS.md, run 2b)
-    "elmo_finetune": dict(
-        learning_rate=5e-4, per_device_train_batch_size=32, per_device_eval_batch_size=128, weight_decay=0.0,
-        lr_scheduler_type="linear", max_grad_norm=5.0, group_by_length=True, min_steps=600, max_epochs=20,
-        warmup_ratio=0.05, evaluations=5,
-    ),
+    "elmo_finetune": dict(learning_rate=5e-4, **_ELMO),
     # a pretrained Transformer encoder (toolkit BERT, converted HF BERT such as all-MiniLM-L6-v2), all fine-tuned
-    "bert": dict(
-        learning_rate=1e-4, per_device_train_batch_size=32, per_device_eval_batch_size=128, weight_decay=0.01,
-        lr_scheduler_type="linear", max_grad_norm=1.0, group_by_length=True, min_steps=300, max_epochs=10,
-        warmup_ratio=0.1, evaluations=5,
-    ),
+    "bert": dict(learning_rate=1e-4, **_BERT),
     # a narrow pretrained encoder (hidden size < SMALL_BERT_WIDTH, e.g. the 128-wide CPU-budget BERT): small
-    # models want a larger step (RESULTS.md, "Lecture report": lr 1e-4 59.9 vs 1e-3 63.0 at 500 SST-2 labels)
-    "bert_small": dict(
-        learning_rate=1e-3, per_device_train_batch_size=32, per_device_eval_batch_size=128, weight_decay=0.01,
-        lr_scheduler_type="linear", max_grad_norm=1.0, group_by_length=True, min_steps=300, max_epochs=10,
-        warmup_ratio=0.1, evaluations=5,
-    ),
+    # models want a larger step (RESULTS.md, "CPU preset, the first full run": lr 1e-4 59.9 vs 1e-3 63.0)
+    "bert_small": dict(learning_rate=1e-3, **_BERT),
 }  # fmt: skip
 
 # Encoders narrower than this get the "bert_small" row (all-MiniLM-L6-v2 is 384 wide, the CPU-budget BERT 128).
