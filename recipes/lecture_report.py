@@ -78,6 +78,9 @@ class ReportArguments:
     pretrain_train_file: str | None = field(default=None, metadata={"help": "Corpus: local file or folder."})
     pretrain_validation_file: str | None = field(default=None, metadata={"help": "Held-out text (file/folder)."})
     pretrain_text_column: str = field(default="text", metadata={"help": "Text column of the corpus."})
+    pretrain_validation_text_column: str | None = field(
+        default=None, metadata={"help": "Text column of the held-out text when it differs (default: the corpus')."}
+    )
     bert_config: str = field(default="recipes/configs/bert/quickstart.yaml", metadata={"help": "BERT YAML."})
     elmo_config: str = field(default="recipes/configs/elmo/quickstart.yaml", metadata={"help": "ELMo YAML."})
     pretrain_max_time_minutes: float | None = field(
@@ -320,6 +323,8 @@ def stage_pretrain(args: ReportArguments, cls_data: dict | None) -> dict:
     )  # fmt: skip
     if args.pretrain_train_file or args.pretrain_dataset_name != "demo":
         corpus += ["--text_column", args.pretrain_text_column]
+    if args.pretrain_validation_text_column and args.pretrain_validation_file:
+        corpus += ["--validation_text_column", args.pretrain_validation_text_column]
     if args.task_adaptive_pretraining and cls_data:
         corpus += ["--extra_text_file", cls_data["task_text_file"], "--extra_text_column", "text"]
     budget = ["--max_time_minutes", str(args.pretrain_max_time_minutes)] if args.pretrain_max_time_minutes else []

@@ -72,3 +72,26 @@ def test_pretrain_elmo_sees_the_task_text(tmp_path):
         *recipe.parse_args([*argv, "--extra_text_file", _task_file(tmp_path), "--extra_text_column", "sentence"])
     )
     assert WORD in AutoTokenizer.from_pretrained(out).get_vocab()  # the word vocabulary includes the task text
+
+
+def test_validation_text_column(tmp_path):
+    """Training on a tsv's 'sentence' column while evaluating on a text file's 'text': one flag, else one line."""
+    from toolkit.data.arguments import PretrainingDataArguments
+    from toolkit.data.streaming import open_text_streams
+    from toolkit.data.task_text import load_pretraining_text
+
+    class _Accelerator:
+        from contextlib import nullcontext as main_process_first
+
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text("".join(f'{{"text": "held out {i}"}}\n' for i in range(5)), encoding="utf-8")
+    args = dict(train_file=_task_file(tmp_path), validation_file=str(held_out), text_column="sentence")
+    with pytest.raises(UserError, match=r"column 'sentence' not found in the validation data \(set --validation_text"):
+        load_pretraining_text(_Accelerator(), PretrainingDataArguments(**args), seed=0)
+    raw = load_pretraining_text(_Accelerator(), PretrainingDataArguments(**args, validation_text_column="text"), 0)
+    assert raw["validation"]["sentence"][0] == "held out 0" and WORD in raw["train"]["sentence"][0]
+    (tmp_path / "train.jsonl").write_text(f'{{"sentence": "a {WORD}"}}\n', encoding="utf-8")  # streams: no tsv
+    args["train_file"] = str(tmp_path / "train.jsonl")
+    streams = open_text_streams(PretrainingDataArguments(**args, validation_text_column="text", streaming=True))
+    assert next(streams["validation"].iter()) == {"sentence": [f"held out {i}" for i in range(5)]}
+    assert "sentence" in streams["validation"].column_names

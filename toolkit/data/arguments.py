@@ -59,3 +59,22 @@ class PretrainingDataArguments(DataArguments):
     extra_text_column: str | None = field(
         default=None, metadata={"help": "Column of --extra_text_file holding the text (default: text)."}
     )
+    validation_text_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Column holding the text of --validation_file / --test_file when it differs from --text_column "
+            "(e.g. training on a tsv's 'sentence' column, evaluating on WikiText's 'text'); default: --text_column."
+        },
+    )
+
+
+def split_text_column(data_args, split: str) -> str:
+    """The column a split's text is read from: --validation_text_column for a --validation_file / --test_file when
+    given (a split held out of train, or from the same Hub dataset, has train's columns)."""
+    if (
+        split != "train"
+        and getattr(data_args, f"{split}_file", None)
+        and getattr(data_args, "validation_text_column", None)
+    ):
+        return data_args.validation_text_column
+    return data_args.text_column

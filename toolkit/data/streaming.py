@@ -184,9 +184,12 @@ class TextStream:
     """A streamed split: its files and shards (planned once, deterministically). `iter()` reads its first rows in
     file order (the tokenizer's training sample); the training pipeline reads it through `PackedStream`."""
 
-    def __init__(self, files: list[str], option: str, text_column: str, strip: bool, shard_bytes: int, limit=None):
+    def __init__(
+        self, files: list[str], option: str, text_column: str, strip: bool, shard_bytes: int, limit=None, key=None
+    ):
         self.option = option
         self.text_column = text_column
+        self.key = key or text_column  # the column name its batches carry (--validation_text_column renames)
         self.sample_limit = limit
         self.files, self.shards = [], []
         for i, path in enumerate(files):
@@ -195,7 +198,7 @@ class TextStream:
             self.shards.extend(shards)
         if not self.shards:
             raise UserError(f"{option} {', '.join(files)} holds no text")
-        self.column_names = self.files[0]["columns"]
+        self.column_names = [self.key if c == text_column else c for c in self.files[0]["columns"]]
         self.start_override: dict[int, int] = {}  # shard -> first position used (rows held out for validation)
 
     def fingerprint(self) -> dict:
@@ -222,7 +225,7 @@ class TextStream:
                     break
                 if left is not None:
                     left -= len(texts)
-                yield {self.text_column: texts}
+                yield {self.key: texts}
             reader.close()
             if left is not None and left <= 0:
                 return
@@ -405,6 +408,7 @@ class HubStream(TextStream):
 
 def open_text_streams(data_args) -> dict[str, TextStream]:
     """`train` / `validation` / `test` TextStreams from `--train_file` etc. or the demo corpus (`--streaming`)."""
+    from toolkit.data.arguments import split_text_column
     from toolkit.data.demo import DEMO_NAMES, demo_data_files
     from toolkit.data.loading import expand_files
 
@@ -446,10 +450,11 @@ def open_text_streams(data_args) -> dict[str, TextStream]:
         streams[split] = TextStream(
             files,
             f"--{split}_file",
-            data_args.text_column,
+            split_text_column(data_args, split),
             data_args.strip_gutenberg,
             data_args.stream_shard_bytes,
             data_args.tokenizer_train_samples if split == "train" else None,
+            key=data_args.text_column,
         )
     return streams
 

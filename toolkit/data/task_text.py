@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datasets
 
+from toolkit.data.arguments import split_text_column
 from toolkit.data.loading import _load_split_files, check_columns, expand_files, load_raw_datasets
 from toolkit.data.streaming import TextStream
 from toolkit.errors import UserError
@@ -59,7 +60,14 @@ def load_pretraining_text(accelerator, data_args, seed: int, open_streams=None) 
             raw = load_raw_datasets(data_args, need_validation=True, seed=seed)
     if "train" not in raw:
         raise UserError("pretraining needs training text: pass --train_file or --dataset_name")
-    check_columns(raw["train"], [data_args.text_column], "the training data")
+    check_columns(raw["train"], [data_args.text_column], "the training data (set --text_column)")
+    for split in ("validation", "test"):
+        column = split_text_column(data_args, split)
+        if split in raw and not data_args.streaming:
+            check_columns(raw[split], [column], f"the {split} data (set --validation_text_column)")
+            if column != data_args.text_column:  # one name from here on, as the recipes read it
+                keep = [c for c in raw[split].column_names if c != data_args.text_column]
+                raw[split] = raw[split].select_columns(keep).rename_column(column, data_args.text_column)
     if data_args.extra_text_file:
         with accelerator.main_process_first():
             raw["train"] = add_task_text(
