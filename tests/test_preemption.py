@@ -206,3 +206,24 @@ def test_ctrl_c_to_a_single_process_launch_still_checkpoints(tmp_path):
     finally:
         for pid in _session_processes(proc.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_nohup_run_outlives_the_shell_that_started_it(tmp_path):
+    """`nohup python recipe ... &` from a shell that then exits: the run goes on (the parent-death stop is only for
+    processes that `accelerate launch` started; it used to stop such a run before its first step)."""
+    done = tmp_path / "done"
+    child = (
+        "import time, types; time.sleep(1.0)\n"  # the starting shell is gone by now: reparented
+        "from toolkit.training import preemption\n"
+        "preemption.install(types.SimpleNamespace(process_index=0, num_processes=1))\n"
+        f"time.sleep(0.5); open({str(done)!r}, 'w').write('alive')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+    env["PYTHONPATH"] = REPO
+    script = tmp_path / "child.py"
+    script.write_text(child, encoding="utf-8")
+    subprocess.run(["bash", "-c", f"nohup {sys.executable} {script} > {tmp_path / 'log'} 2>&1 &"], env=env, check=True)
+    deadline = time.time() + 60
+    while not done.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert done.exists(), (tmp_path / "log").read_text()

@@ -11,7 +11,9 @@ stop the process at once, with one line: there is no step to finish.
 Under a single-process `accelerate launch`, the launcher (a plain `subprocess.Popen` + `wait`) dies of SIGTERM without
 passing it on; `install` therefore asks the kernel to signal the trainer when its parent dies (`PR_SET_PDEATHSIG`,
 Linux; SIGUSR2, handled as a first stop request, so that a Ctrl-C that reached both the launcher and the trainer is
-not counted twice), so the trainer checkpoints and exits instead of running on as an orphan.
+not counted twice), so the trainer checkpoints and exits instead of running on as an orphan. Only a process that
+`accelerate launch` started does this: a recipe run as `nohup python recipes/... &` outlives the shell that started
+it, as its user asked.
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ def _say(line: str, rank: int) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+def launched_by_accelerate() -> bool:
+    """Whether `accelerate launch` started this process (its launchers export the ACCELERATE_DYNAMO_* settings)."""
+    return "ACCELERATE_DYNAMO_BACKEND" in os.environ
+
+
 def install(accelerator) -> None:
     """Collective (with several processes). Install the handlers and the parent-death signal; called by
     `make_accelerator`, so every recipe has them."""
@@ -97,7 +104,7 @@ def install(accelerator) -> None:
         if not _STATE.installed:
             _STATE.previous[signum] = previous
     _STATE.installed = True
-    if sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux") and launched_by_accelerate():
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             signal.signal(PARENT_DEATH_SIGNAL, _STATE.handle_parent_death)
