@@ -390,6 +390,7 @@ class HubStream(TextStream):
 
     def __init__(self, dataset, name: str, text_column: str, limit=None):
         self.option, self.text_column, self.sample_limit, self.dataset = "--dataset_name", text_column, limit, dataset
+        self.key = text_column
         self.files, self.shards = [], [{"file": 0, "start": 0, "end": 0} for _ in range(dataset.num_shards)]
         self.name = name
         self.column_names = list(dataset.column_names or next(iter(dataset)).keys())
