@@ -507,8 +507,7 @@ def main(cls_args: ClassificationArguments, data_args: DataArguments, training_a
         exit_if_preempted(accelerator, training_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
         if stop or training_finished(state, total_steps, scheduler):
             break
-    progress.close()
-    accelerator.print(progress.throughput_line())
+    progress.finish(scheduler.get_last_lr()[0])
     if evaluation_at_last_step(state) is None:
         run_validation()
     train_seconds = time.perf_counter() - start_time
@@ -517,7 +516,10 @@ def main(cls_args: ClassificationArguments, data_args: DataArguments, training_a
     if cls_args.load_best_model_at_end and os.path.isfile(os.path.join(best_dir, "config.json")):
         accelerator.wait_for_everyone()
         load_full_state_dict(accelerator, model, load_file(os.path.join(best_dir, "model.safetensors")))
-    results = {"train_runtime_seconds": round(train_seconds, 1), "global_step": state.global_step, "backbone": kind}
+    results = {
+        "train_runtime": round(train_seconds, 1), "train_loss": progress.last_loss, "global_step": state.global_step,
+        "backbone": kind,
+    }  # fmt: skip
     outputs = {}
     for name in eval_loaders:
         metrics, outputs[name] = evaluate(model, eval_loaders[name], accelerator, splits[name])

@@ -445,6 +445,26 @@ def backbone_training_defaults(accelerator, model_args, seq_args, training_args,
 
 
 @torch.no_grad()
+def token_batch_sampler(train: list[dict], max_tokens: int | None, seed: int) -> TokenBatchSampler | None:
+    """Batches by token count (--max_tokens: the longer of source and target counts), or None: by sentences."""
+    if not max_tokens:
+        return None
+    return TokenBatchSampler([max(len(it["input_ids"]), len(it["labels"])) for it in train], max_tokens, seed=seed)
+
+
+def generate_and_score(
+    accelerator, model, source_tokenizer, target_tokenizer, pairs, task, seq_args, batch_size: int, split: str,
+    num_beams: int,
+) -> tuple[list[str], dict]:  # fmt: skip
+    """Predictions for a split and their scores (sacreBLEU + chrF, or ROUGE)."""
+    predictions = generate_texts(
+        model, source_tokenizer, [s for s, _ in pairs[split]], accelerator, batch_size, seq_args.max_source_length,
+        target_tokenizer=target_tokenizer, num_beams=num_beams, length_penalty=seq_args.length_penalty,
+        do_sample=False, no_repeat_ngram_size=seq_args.no_repeat_ngram_size, max_new_tokens=seq_args.max_new_tokens,
+    )  # fmt: skip
+    return predictions, task_scores(task, predictions, [t for _, t in pairs[split]])
+
+
 def validation_loss(model, loader, accelerator) -> float:
     model.eval()
     total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
@@ -535,10 +555,7 @@ def main(
     os.makedirs(output_dir, exist_ok=True)  # after the inputs are checked: a bad one leaves nothing behind
     source_tokenizer, target_tokenizer = build_tokenizers(model_args, pairs["train"], output_dir, accelerator)
     encoded = encode_splits(pairs, source_tokenizer, target_tokenizer, seq_args)
-    sampler = None
-    if seq_args.max_tokens:
-        lengths = [max(len(it["input_ids"]), len(it["labels"])) for it in encoded["train"]]
-        sampler = TokenBatchSampler(lengths, seq_args.max_tokens, seed=training_args.seed)
+    sampler = token_batch_sampler(encoded["train"], seq_args.max_tokens, training_args.seed)
     backbone_defaults = backbone_training_defaults(
         accelerator, model_args, seq_args, training_args, len(encoded["train"]), sampler
     )
@@ -569,15 +586,10 @@ def main(
     if accelerator.is_main_process:
         accelerator.init_trackers("finetune_seq2seq", config=run_config)
 
-    def generate(split: str, num_beams: int) -> tuple[list[str], dict]:
-        """Predictions for a split and their scores (sacreBLEU + chrF, or ROUGE)."""
-        predictions = generate_texts(
-            model, source_tokenizer, [s for s, _ in pairs[split]], accelerator,
-            training_args.per_device_eval_batch_size, seq_args.max_source_length, target_tokenizer=target_tokenizer,
-            num_beams=num_beams, length_penalty=seq_args.length_penalty, do_sample=False,
-            no_repeat_ngram_size=seq_args.no_repeat_ngram_size, max_new_tokens=seq_args.max_new_tokens,
-        )  # fmt: skip
-        return predictions, task_scores(task, predictions, [t for _, t in pairs[split]])
+    generate = functools.partial(
+        generate_and_score, accelerator, model, source_tokenizer, target_tokenizer, pairs, task, seq_args,
+        training_args.per_device_eval_batch_size,
+    )  # fmt: skip
 
     # --- training loop ---
     run_header(
@@ -613,8 +625,7 @@ def main(
         exit_if_preempted(accelerator, training_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
         if training_finished(state, total_steps, scheduler):
             break
-    progress.close()
-    accelerator.print(progress.throughput_line())
+    progress.finish(scheduler.get_last_lr()[0])
     train_seconds = time.perf_counter() - start_time
 
     # --- the final model (optionally averaged over the last checkpoints), evaluated with beam search ---
@@ -622,9 +633,9 @@ def main(
     if seq_args.average_last_checkpoints > 1:
         averaged = average_last_checkpoints(accelerator, model, state, output_dir, seq_args.average_last_checkpoints)
     results = {
-        "task": task, "model_type": model_args.model_type, "train_runtime_seconds": round(train_seconds, 1),
+        "task": task, "model_type": model_args.model_type, "train_runtime": round(train_seconds, 1),
         "global_step": state.global_step, "parameters": n_params, "averaged_checkpoints": averaged,
-        "final_train_loss": progress.last_loss, "validation_loss": round(validation_loss(model, eval_loader, accelerator), 4),
+        "train_loss": progress.last_loss, "validation_loss": round(validation_loss(model, eval_loader, accelerator), 4),
     }  # fmt: skip
     predictions = {}
     for split in ("validation", "test"):

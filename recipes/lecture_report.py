@@ -372,7 +372,7 @@ def stage_classification(args: ReportArguments, cls_data: dict) -> list[dict]:
                     "seed": run["seed"],
                     "accuracy": round(100 * results["validation_accuracy"], 2),
                     "macro_f1": round(100 * results.get("validation_macro_f1", float("nan")), 2),
-                    "train_seconds": results.get("train_runtime_seconds"),
+                    "train_seconds": results.get("train_runtime", results.get("train_runtime_seconds")),
                 }
             )
     return rows

@@ -53,8 +53,8 @@ from toolkit.training import (
     TrainState,
     create_optimizer,
     create_scheduler,
-    evaluation_at_last_step,
     exit_if_preempted,
+    final_evaluation,
     finish_run,
     fit_length_to_model,
     load_checkpoint,
@@ -453,22 +453,17 @@ def main(
         exit_if_preempted(accelerator, training_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
         if training_finished(state, total_steps, scheduler):
             break
-    progress.log(scheduler.get_last_lr()[0])  # flush a partial logging window
-    progress.close()
-    accelerator.print(
-        progress.throughput_line(flops_per_token(accelerator.unwrap_model(model).config, mlm_args.max_seq_length))
+    progress.finish(
+        scheduler.get_last_lr()[0], flops_per_token(accelerator.unwrap_model(model).config, mlm_args.max_seq_length)
     )
-    eval_metrics = evaluation_at_last_step(state)
-    if eval_metrics is None:
-        eval_metrics = evaluate(model, eval_loader, accelerator, with_pairs)
-        progress.record(eval_metrics)
+    eval_metrics = final_evaluation(state, progress, lambda: evaluate(model, eval_loader, accelerator, with_pairs))
 
     # --- finish: model, tokenizer, metrics, log history, model card, push ---
     results = {
         **eval_metrics,
         "train_loss": progress.last_loss,
         "global_step": state.global_step,
-        "train_runtime_s": round(time.perf_counter() - start_time, 1),
+        "train_runtime": round(time.perf_counter() - start_time, 1),
         "tokens_seen": state.tokens_seen,
         **({"data_wait_fraction": train_loader.wait_fraction()} if data_args.streaming else {}),
     }

@@ -57,8 +57,8 @@ from toolkit.training import (
     TrainState,
     create_optimizer,
     create_scheduler,
-    evaluation_at_last_step,
     exit_if_preempted,
+    final_evaluation,
     finish_run,
     load_checkpoint,
     make_accelerator,
@@ -191,6 +191,28 @@ class WordStream:
         return self.num_oov / max(1, self.num_words)
 
 
+def training_steps(accelerator, train_loader, elmo_args, data_args, training_args) -> tuple[int, int]:
+    """Optimizer steps and epochs of the run: --max_steps of a stream; else from the windows each process reads
+    (with --carry_state the loader is already the process's own rows in order, so it is not split again)."""
+    if data_args.streaming:
+        return training_args.max_steps, 1
+    per_process = len(train_loader) if elmo_args.carry_state else len(train_loader) // accelerator.num_processes
+    return total_training_steps(training_args, per_process)
+
+
+def build_streams(accelerator, raw, tokenizer: ElmoTokenizerFast, data_args) -> tuple[WordStream | None, WordStream]:
+    """The training stream (None with --streaming: the DataLoader workers make it) and the validation stream,
+    with their sizes and out-of-vocabulary rates printed."""
+    train = None if data_args.streaming else build_stream(raw["train"], tokenizer, data_args.text_column)
+    validation = build_stream(raw["validation"], tokenizer, data_args.text_column)
+    train_size = f"{len(train.types)} tokens (OOV {train.oov_rate:.2%})" if train else "streamed"
+    accelerator.print(
+        f"vocabulary {len(tokenizer)} words; train stream {train_size}, "
+        f"validation {len(validation.types)} tokens (OOV {validation.oov_rate:.2%})"
+    )
+    return train, validation
+
+
 def build_stream(split, tokenizer: ElmoTokenizerFast, text_column: str) -> WordStream:
     """`<s> words </s>` for every paragraph, concatenated in order."""
     backend = tokenizer.backend_tokenizer
@@ -272,19 +294,38 @@ class StreamWindows(Dataset):
 
 
 class CarriedStates:
-    """LSTM states carried from one training batch to the next; saved in checkpoints so resume is exact."""
+    """LSTM states carried from one training batch to the next; saved in checkpoints so resume is exact. With several
+    processes each reads its own rows in order and so carries its own states: `sync` (collective, called by
+    `save_checkpoint` on every process) gathers them, and each process reloads its own."""
 
-    def __init__(self):
-        self.states = None
+    def __init__(self, rank: int = 0, processes: int = 1):
+        self.states, self.rank, self.processes, self._gathered = None, rank, processes, None
+
+    def sync(self, accelerator) -> None:
+        self._gathered = None
+        if accelerator.num_processes > 1 and self.states is not None:  # None on every rank alike (same schedule)
+            self._gathered = [accelerator.gather(s.detach().contiguous()[None]).cpu() for s in self.states]
 
     def state_dict(self):
+        if self._gathered is not None:  # (ranks, layers, directions, batch, size): one entry per rank
+            h, c = self._gathered
+            per_rank = {f"{k}.{r}": t[r] for k, t in (("h", h), ("c", c)) for r in range(len(t))}
+            return {"processes": self.processes, **per_rank}
         return {
             "h": None if self.states is None else self.states[0].cpu(),
             "c": None if self.states is None else self.states[1].cpu(),
         }
 
     def load_state_dict(self, sd):
-        self.states = None if sd["h"] is None else (sd["h"], sd["c"])
+        saved = sd.get("processes") or 1
+        if saved != self.processes and any(key.startswith("h.") for key in sd):
+            raise UserError(
+                f"the checkpoint carries the LSTM states of {saved} processes; resume it with {saved} processes"
+            )
+        if f"h.{self.rank}" in sd:
+            self.states = (sd[f"h.{self.rank}"], sd[f"c.{self.rank}"])
+        else:
+            self.states = None if sd.get("h") is None else (sd["h"], sd["c"])
 
 
 class PlanCollator:
@@ -459,13 +500,7 @@ def main(
     # --- data and vocabulary (streaming: windows made by the DataLoader workers, toolkit/data/elmo_streaming.py) ---
     raw = load_pretraining_text(accelerator, data_args, training_args.seed, open_streams=open_elmo_streams)
     tokenizer = build_tokenizer(accelerator, model_args, raw, data_args.text_column, training_args.output_dir, resume)
-    train_stream = None if data_args.streaming else build_stream(raw["train"], tokenizer, data_args.text_column)
-    eval_stream = build_stream(raw["validation"], tokenizer, data_args.text_column)
-    train_size = f"{len(train_stream.types)} tokens (OOV {train_stream.oov_rate:.2%})" if train_stream else "streamed"
-    accelerator.print(
-        f"vocabulary {len(tokenizer)} words; train stream {train_size}, "
-        f"validation {len(eval_stream.types)} tokens (OOV {eval_stream.oov_rate:.2%})"
-    )
+    train_stream, eval_stream = build_streams(accelerator, raw, tokenizer, data_args)
 
     # --- model ---
     model = build_model(model_args, tokenizer)
@@ -479,11 +514,7 @@ def main(
 
     # --- optimizer and schedule ---
     optimizer = create_optimizer(model, training_args)
-    if data_args.streaming:
-        total_steps, num_epochs = training_args.max_steps, 1
-    else:
-        per_process = len(train_loader) if elmo_args.carry_state else len(train_loader) // accelerator.num_processes
-        total_steps, num_epochs = total_training_steps(training_args, per_process)
+    total_steps, num_epochs = training_steps(accelerator, train_loader, elmo_args, data_args, training_args)
     scheduler = create_scheduler(optimizer, training_args, total_steps)
 
     # --- prepare ---
@@ -492,7 +523,9 @@ def main(
     else:
         model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     # streaming: every rank's stream positions and carried states (per worker stream) are the loader's
-    carried = getattr(train_loader, "carried", None) or CarriedStates()
+    carried = getattr(train_loader, "carried", None) or CarriedStates(
+        accelerator.process_index, accelerator.num_processes
+    )
     extra = {"train_stream": train_loader} if data_args.streaming else {"carried": carried}
     register_checkpoint_state(accelerator, scheduler=scheduler, **extra)  # JSON + safetensors
     state = load_checkpoint(accelerator, resume) if resume else TrainState()
@@ -550,13 +583,8 @@ def main(
         exit_if_preempted(accelerator, training_args, progress)  # SIGTERM / SIGINT / SIGUSR1: checkpoint, exit
         if training_finished(state, total_steps, scheduler):
             break
-    progress.log(scheduler.get_last_lr()[0])  # flush a partial logging window
-    progress.close()
-    accelerator.print(progress.throughput_line())
-    eval_metrics = evaluation_at_last_step(state)
-    if eval_metrics is None:
-        eval_metrics = evaluate(model, eval_loader, accelerator)
-        progress.record(eval_metrics)
+    progress.finish(scheduler.get_last_lr()[0])
+    eval_metrics = final_evaluation(state, progress, lambda: evaluate(model, eval_loader, accelerator))
 
     # --- finish: model, tokenizer, metrics, log history, model card, push ---
     results = {
@@ -564,7 +592,7 @@ def main(
         "eval_oov_rate": round(eval_stream.oov_rate, 4),
         "train_loss": progress.last_loss,
         "global_step": state.global_step,
-        "train_runtime_s": round(time.perf_counter() - start_time, 1),
+        "train_runtime": round(time.perf_counter() - start_time, 1),
         "tokens_seen": state.tokens_seen,
         "params_without_softmax": n_params,
         **({"data_wait_fraction": train_loader.wait_fraction()} if data_args.streaming else {}),

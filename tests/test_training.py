@@ -117,6 +117,28 @@ def test_schedules():
     assert inv(100) == pytest.approx(1.0) and inv(400) == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("name", ["linear", "cosine", "constant_with_warmup"])
+def test_schedules_match_transformers_after_warmup(name):
+    """The step schedules are `transformers.get_scheduler`'s after warmup, kept by hand on purpose for warmup only:
+    ours runs step s at (s + 1) / (warmup + 1) of the peak, transformers' at s / warmup, whose first optimizer step
+    has learning rate 0 (a wasted step, which short and time-budgeted runs feel). The budget schedule
+    (toolkit/training/optim.py) shares these multipliers, so one formula serves both."""
+    from transformers import get_scheduler
+
+    warmup, total = 10, 110
+    model = torch.nn.Linear(1, 1)
+    hf = get_scheduler(name, torch.optim.SGD(model.parameters(), lr=1.0), warmup, total)
+    ours = lr_lambda(name, warmup, total)
+    for step in range(total):
+        expected = hf.get_last_lr()[0]
+        if step < warmup:
+            assert expected == pytest.approx(step / warmup) and ours(step) == pytest.approx((step + 1) / (warmup + 1))
+        else:
+            assert ours(step) == pytest.approx(expected, abs=1e-12), step
+        hf.optimizer.step()
+        hf.step()
+
+
 def test_no_weight_decay_on_biases_and_norms():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
     decay, no_decay = param_groups(model, weight_decay=0.1)

@@ -272,3 +272,28 @@ def test_adaptive_cutoffs_beyond_the_vocabulary_are_a_one_line_error(tmp_path, c
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: adaptive_cutoffs [100, 5000] must increase and stay below the vocabulary size")
+
+
+@pytest.mark.distributed
+def test_two_process_carried_states_resume_exactly(tmp_path):
+    """--carry_state with 2 processes: each rank carries the states of its own rows, the checkpoint holds both, and
+    a resumed run continues with the per-step losses of the uninterrupted one (rank 1 used to restart from rank 0's
+    states)."""
+    from tests.conftest import run_launch
+
+    script = os.path.join(REPO, "recipes", "pretrain_elmo.py")
+    args = [script, *TINY, "--max_steps", "6", "--save_steps", "3", "--eval_steps", "0"]
+    args += ["--per_device_train_batch_size", "4"]
+    out, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
+    full = run_launch([*args, "--output_dir", out], nproc=2)
+    assert full.returncode == 0, full.stderr[-3000:]
+    os.makedirs(os.path.join(resumed, "checkpoints"))
+    shutil.copytree(
+        os.path.join(out, "checkpoints", "step-00000003"), os.path.join(resumed, "checkpoints", "step-00000003")
+    )
+    shutil.copytree(os.path.join(out, "tokenizer"), os.path.join(resumed, "tokenizer"))
+    again = run_launch([*args, "--output_dir", resumed, "--resume_from_checkpoint", "latest"], nproc=2)
+    assert again.returncode == 0, again.stderr[-3000:]
+    a, _ = _history(out)
+    b, _ = _history(resumed)
+    assert [b[s] for s in range(4, 7)] == [a[s] for s in range(4, 7)], (a, b)

@@ -23,6 +23,7 @@ from toolkit.training.checkpoint import (
 from toolkit.training.loop import (
     ProgressLogger,
     evaluation_at_last_step,
+    final_evaluation,
     make_accelerator,
     save_final_model,
     total_training_steps,
@@ -55,6 +56,7 @@ __all__ = [
     "TrainingArguments",
     "ProgressLogger",
     "evaluation_at_last_step",
+    "final_evaluation",
     "finish_run",
     "run_header",
     "training_finished",

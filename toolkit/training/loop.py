@@ -213,6 +213,14 @@ class ProgressLogger:
         self.bar.close()
         preemption.disarm()  # the loop is over: a signal now stops at once
 
+    def finish(self, lr: float, flops_per_token: float | None = None) -> None:
+        """Collective. The end of every recipe's loop: log the steps since the last logging step (a run cut by its
+        time budget, by early stopping or by the end of its data stops between them), close the bar, print the
+        throughput line."""
+        self.log(lr)
+        self.close()
+        self.accelerator.print(self.throughput_line(flops_per_token))
+
     def throughput_line(self, flops_per_token: float | None = None) -> str:
         """`tokens/s` over the whole run (and, on CUDA with `flops_per_token`, the fraction of dense bf16 peak)."""
         seconds = max(1e-9, time.perf_counter() - self.start_time)
@@ -243,6 +251,16 @@ def evaluation_at_last_step(state: TrainState) -> dict | None:
         if "eval_loss" in entry:
             return {k: v for k, v in entry.items() if k != "step"}
     return None
+
+
+def final_evaluation(state: TrainState, progress: ProgressLogger, evaluate_fn) -> dict:
+    """The metrics of the last step: those of the evaluation logged at it, else `evaluate_fn()`, run now and
+    recorded in the log history."""
+    metrics = evaluation_at_last_step(state)
+    if metrics is None:
+        metrics = evaluate_fn()
+        progress.record(metrics)
+    return metrics
 
 
 def save_final_model(

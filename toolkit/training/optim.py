@@ -6,6 +6,10 @@ training time, so a run stopped by its budget ends exactly at the end of its dec
 The elapsed time is part of the scheduler's state (saved in every checkpoint), so a resumed run continues the
 schedule and stops when the *total* training time reaches the budget. A time-driven schedule depends on how fast the
 machine runs, so it is not bit-reproducible across machines or runs (the data order and masking still are).
+
+The step schedules are `transformers.get_scheduler`'s after warmup (tests/test_training.py checks it) and written
+here on purpose for warmup: step s runs at (s + 1) / (warmup + 1) of the peak instead of s / warmup, so the first
+optimizer step is not a step at learning rate 0, and the budget schedule reuses the same multipliers.
 """
 
 from __future__ import annotations
