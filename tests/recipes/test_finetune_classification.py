@@ -190,6 +190,18 @@ def test_early_stopping_keeps_the_best_model(data, tmp_path):
     assert (tmp_path / "best_model" / "model.safetensors").is_file()
 
 
+def test_a_run_stopped_between_logging_steps_logs_its_last_steps(data, tmp_path):
+    """Every recipe ends its loop with `ProgressLogger.finish`: the steps after the last logging step are logged (the
+    fine-tune recipes used to drop them from log_history.json when early stopping or the time budget stopped them)."""
+    argv = ["--learning_rate", "0", "--eval_steps", "3", "--early_stopping_patience", "1", "--max_steps", "20"]
+    results = _run(_recipe(), _args(data, tmp_path, *argv, "--logging_steps", "4"))
+    assert results["global_step"] == 6  # stopped early, between the logging steps 4 and 8
+    history = json.loads((tmp_path / "log_history.json").read_text())
+    logged = {h["step"]: h["loss"] for h in history if "loss" in h}
+    assert list(logged) == [4, 6]
+    assert results["train_loss"] == pytest.approx(logged[6], abs=1e-4)
+
+
 def test_exact_resume(data, tmp_path):
     from safetensors.torch import load_file
 
