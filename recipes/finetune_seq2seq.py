@@ -444,7 +444,6 @@ def backbone_training_defaults(accelerator, model_args, seq_args, training_args,
     return chosen
 
 
-@torch.no_grad()
 def token_batch_sampler(train: list[dict], max_tokens: int | None, seed: int) -> TokenBatchSampler | None:
     """Batches by token count (--max_tokens: the longer of source and target counts), or None: by sentences."""
     if not max_tokens:
@@ -465,6 +464,7 @@ def generate_and_score(
     return predictions, task_scores(task, predictions, [t for _, t in pairs[split]])
 
 
+@torch.no_grad()
 def validation_loss(model, loader, accelerator) -> float:
     model.eval()
     total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
