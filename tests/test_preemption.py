@@ -107,7 +107,8 @@ def test_sigterm_to_single_process_launcher_leaves_no_trainer(tmp_path):
         while _session_processes(proc.pid) and time.time() < deadline:
             time.sleep(0.5)
         assert not _session_processes(proc.pid), "the trainer outlived its launcher"
-        # the trainer got SIGTERM when its parent died (PR_SET_PDEATHSIG): it checkpointed rather than being cut
+        # the trainer got SIGTERM from the launcher (accelerate >= 1.16) or when its parent died (PR_SET_PDEATHSIG):
+        # it checkpointed rather than being cut
         assert len(list_checkpoints(str(tmp_path))) == 1
     finally:
         for pid in _session_processes(proc.pid):
@@ -206,6 +207,29 @@ def test_ctrl_c_to_a_single_process_launch_still_checkpoints(tmp_path):
     finally:
         for pid in _session_processes(proc.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_launchers_sigterm_after_ctrl_c_is_not_a_second_signal(tmp_path):
+    """accelerate >= 1.16 answers a Ctrl-C with SIGTERM to its children, just after the trainer got the SIGINT
+    itself: under `accelerate launch` that SIGTERM is the same request (the run checkpoints); a second Ctrl-C still
+    exits at once."""
+    env = {**_env(), "ACCELERATE_DYNAMO_BACKEND": "no"}  # what accelerate launch exports
+    proc = _start([sys.executable, SCRIPT, "--output_dir", str(tmp_path / "relayed"), *ARGS], env=env)
+
+    def ctrl_c_then(sig):
+        def send():
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.02)
+            proc.send_signal(sig)
+
+        return send
+
+    _, stderr = _signal_at_step(proc, 3, ctrl_c_then(signal.SIGTERM))
+    assert proc.returncode == EXIT_PREEMPTED, stderr[-2000:]
+    assert len(list_checkpoints(str(tmp_path / "relayed"))) == 1
+    proc = _start([sys.executable, SCRIPT, "--output_dir", str(tmp_path / "twice"), *ARGS], env=env)
+    _, stderr = _signal_at_step(proc, 3, ctrl_c_then(signal.SIGINT))
+    assert proc.returncode == 128 + signal.SIGINT and "second signal (SIGINT)" in stderr, stderr[-2000:]
 
 
 def test_nohup_run_outlives_the_shell_that_started_it(tmp_path):

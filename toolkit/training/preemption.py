@@ -14,6 +14,11 @@ Linux; SIGUSR2, handled as a first stop request, so that a Ctrl-C that reached b
 not counted twice), so the trainer checkpoints and exits instead of running on as an orphan. Only a process that
 `accelerate launch` started does this: a recipe run as `nohup python recipes/... &` outlives the shell that started
 it, as its user asked.
+
+From accelerate 1.16 the single-process launcher passes SIGTERM on, and answers a Ctrl-C (which the trainer got as
+well) with a SIGTERM to its children: under `accelerate launch`, that one SIGTERM after a SIGINT is the same request,
+not the second signal that exits at once. That launcher kills its children 5 s after it signals them, so the step in
+flight and the checkpoint must fit in 5 s there (signal the trainer itself, or use `python recipes/...`, otherwise).
 """
 
 from __future__ import annotations
@@ -43,9 +48,14 @@ class _Preemption:
         self.rank = 0
         self.group = None  # gloo process group for the agreement when world size > 1
         self.previous: dict = {}
+        self.relayed = False  # the launcher's SIGTERM that follows a Ctrl-C was seen
 
     def handle(self, signum, frame):
         name = signal.Signals(signum).name
+        if self.requested == "SIGINT" and name == "SIGTERM" and launched_by_accelerate() and not self.relayed:
+            # accelerate >= 1.16's launcher answers the Ctrl-C it got with SIGTERM to its children: the same request
+            self.relayed = True
+            return
         if self.requested or not self.armed:
             if self.requested:
                 _say(f"second signal ({name}): exiting now without a checkpoint", self.rank)
@@ -89,7 +99,7 @@ def install(accelerator) -> None:
     """Collective (with several processes). Install the handlers and the parent-death signal; called by
     `make_accelerator`, so every recipe has them."""
     _STATE.rank = accelerator.process_index
-    _STATE.requested, _STATE.armed = None, False
+    _STATE.requested, _STATE.armed, _STATE.relayed = None, False, False
     if accelerator.num_processes > 1 and _STATE.group is None:
         import torch.distributed as dist
 
