@@ -196,6 +196,21 @@ def test_unknown_demo_name():
         load(dataset_name="demo", dataset_config_name="poems")
 
 
+def test_unknown_demo_name_and_unreachable_hub_dataset_streamed_or_not(monkeypatch):
+    """One line each, the same from the in-memory and the streaming loaders (one helper each)."""
+    from toolkit.data.arguments import PretrainingDataArguments
+    from toolkit.data.streaming import open_text_streams
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="dataset_config_name 'poems' is not a demo dataset"):
+        open_text_streams(PretrainingDataArguments(dataset_name="demo", dataset_config_name="poems", streaming=True))
+    for streaming, verb in ((False, "loaded"), (True, "streamed")):
+        args = PretrainingDataArguments(dataset_name="nobody/no-such-dataset", streaming=streaming)
+        with pytest.raises(UserError, match=f"dataset_name nobody/no-such-dataset could not be {verb} .*--train_file"):
+            (open_text_streams if streaming else load_raw_datasets)(args)
+
+
 def test_real_gutenberg_book_is_stripped(shared_data):
     path = os.path.join(shared_data, "pretrain_corpus", "gutenberg", "pg11_alices_adventures_in_wonderland.txt")
     rows = load(train_file=path)["train"]["text"]

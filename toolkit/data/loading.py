@@ -155,6 +155,30 @@ def _load_split_files(files: list[str], option: str, strip: bool, streaming: boo
     return dataset
 
 
+def demo_files(data_args) -> dict[str, str]:
+    """The embedded demo data's split files for `dataset_config_name` (default `corpus`), or a one-line error."""
+    name = data_args.dataset_config_name or "corpus"
+    if name not in DEMO_NAMES:
+        raise UserError(f"dataset_config_name '{name}' is not a demo dataset; expected one of {', '.join(DEMO_NAMES)}")
+    return demo_data_files(name)
+
+
+def load_hub_dataset(data_args, streaming: bool):
+    """`datasets.load_dataset(dataset_name, dataset_config_name)`, its `valid` split named `validation`; a network
+    failure or an unknown name is one line that says how to run offline."""
+    try:
+        loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, streaming=streaming)
+    except Exception as err:  # network / unknown dataset: name it and what failed
+        raise UserError(
+            f"dataset_name {data_args.dataset_name} could not be {'streamed' if streaming else 'loaded'} "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); offline, pass --train_file instead"
+        ) from None
+    return {
+        ("validation" if split == "valid" and "validation" not in loaded else split): ds
+        for split, ds in loaded.items()
+    }
+
+
 def load_raw_datasets(data_args, need_validation: bool = True, seed: int = 42) -> DatasetDict:
     """Splits `train` (if given), `validation` and `test` (if given) from `DataArguments`.
 
@@ -169,25 +193,9 @@ def load_raw_datasets(data_args, need_validation: bool = True, seed: int = 42) -
         # Local files replace the Hub dataset a config names: the offline override each task YAML documents.
         print(f"--train_file given: using local files instead of --dataset_name {data_args.dataset_name}")
     elif data_args.dataset_name == "demo":
-        name = data_args.dataset_config_name or "corpus"
-        if name not in DEMO_NAMES:
-            raise UserError(
-                f"dataset_config_name '{name}' is not a demo dataset; expected one of {', '.join(DEMO_NAMES)}"
-            )
-        files = demo_data_files(name)
-        loaded = datasets.load_dataset("json", data_files=files, streaming=streaming)
-        splits.update(loaded)
+        splits.update(datasets.load_dataset("json", data_files=demo_files(data_args), streaming=streaming))
     elif data_args.dataset_name:
-        try:
-            loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, streaming=streaming)
-        except Exception as err:  # network / unknown dataset: name it and what failed
-            raise UserError(
-                f"dataset_name {data_args.dataset_name} could not be loaded ({type(err).__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else ''}); offline, pass --train_file instead"
-            ) from None
-        splits.update(loaded)
-        if "validation" not in splits and "valid" in splits:
-            splits["validation"] = splits.pop("valid")
+        splits.update(load_hub_dataset(data_args, streaming))
     for split, option in (("train", "train_file"), ("validation", "validation_file"), ("test", "test_file")):
         path = getattr(data_args, option, None)
         if path:

@@ -410,32 +410,16 @@ class HubStream(TextStream):
 def open_text_streams(data_args) -> dict[str, TextStream]:
     """`train` / `validation` / `test` TextStreams from `--train_file` etc. or the demo corpus (`--streaming`)."""
     from toolkit.data.arguments import split_text_column
-    from toolkit.data.demo import DEMO_NAMES, demo_data_files
-    from toolkit.data.loading import expand_files
+    from toolkit.data.loading import demo_files, expand_files, load_hub_dataset
 
     paths, streams = {}, {}
     if data_args.dataset_name and data_args.train_file:
         # Local files replace the dataset a config names (as without --streaming): no split comes from it.
         print(f"--train_file given: using local files instead of --dataset_name {data_args.dataset_name}")
     elif data_args.dataset_name == "demo":
-        name = data_args.dataset_config_name or "corpus"
-        if name not in DEMO_NAMES:
-            raise UserError(
-                f"dataset_config_name '{name}' is not a demo dataset; expected one of {', '.join(DEMO_NAMES)}"
-            )
-        paths = {split: [path] for split, path in demo_data_files(name).items()}
+        paths = {split: [path] for split, path in demo_files(data_args).items()}
     elif data_args.dataset_name:
-        import datasets
-
-        try:
-            loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, streaming=True)
-        except Exception as err:  # network / unknown dataset: name it and what failed
-            raise UserError(
-                f"dataset_name {data_args.dataset_name} could not be streamed ({type(err).__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else ''}); offline, pass --train_file instead"
-            ) from None
-        for split, dataset in loaded.items():
-            split = "validation" if split == "valid" else split
+        for split, dataset in load_hub_dataset(data_args, streaming=True).items():
             if split in ("train", "validation", "test"):
                 limit = data_args.tokenizer_train_samples if split == "train" else None
                 streams[split] = HubStream(
