@@ -156,6 +156,13 @@ class ReportArguments:
         default="bert", metadata={"help": "Warm-start encoder: 'bert' (stage 1's) or a BERT folder."}
     )
     summarization_flags: str = field(default="", metadata={"help": "Extra finetune_seq2seq.py flags."})
+    parallel_runs: int = field(
+        default=1,
+        metadata={
+            "help": "Runs of a stage that train side by side, each with (CPU cores / parallel_runs) threads: on a "
+            "CPU, small models gain little from a second thread, so two runs at once get more done; 1 on a GPU."
+        },
+    )
 
     def __post_init__(self):
         stages = [s for s in self.stages.split(",") if s]
@@ -172,6 +179,8 @@ class ReportArguments:
             raise ValueError("label_budgets: sizes must be >= 0 (0 means all labelled data)")
         if not self.seeds:
             raise ValueError("seeds: give at least one seed")
+        if self.parallel_runs < 1:
+            raise ValueError(f"parallel_runs: expected 1 or more, got {self.parallel_runs}")
 
     @property
     def stage_list(self) -> list[str]:
@@ -185,7 +194,42 @@ def parse_args(argv: list[str] | None = None) -> tuple[ReportArguments]:
 # --- running one recipe ----------------------------------------------------------------------------------------------
 
 
-def run_recipe(args: ReportArguments, stage: str, name: str, recipe: str, flags: list[str]) -> dict:
+def threads_per_run(args: ReportArguments, runs: int) -> int:
+    """CPU threads each of `runs` runs side by side gets (at most `parallel_runs` share the machine)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // min(args.parallel_runs, runs))
+
+
+def run_recipes(args: ReportArguments, stage: str, jobs: list[tuple[str, str, list[str]]]) -> list[dict]:
+    """`run_recipe` for each (name, recipe, flags), `parallel_runs` at a time (then each with `threads_per_run`
+    threads); results in the order of `jobs`. When a run fails, the ones started finish, no new one starts, and the
+    first failure is raised (a rerun continues from what finished)."""
+    if args.parallel_runs == 1 or len(jobs) == 1:
+        return [run_recipe(args, stage, name, recipe, flags) for name, recipe, flags in jobs]
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_run(args, len(jobs)))}
+    failed = threading.Event()
+
+    def one(name, recipe, flags):
+        if failed.is_set():
+            return None  # a run failed: start no more
+        try:
+            return run_recipe(args, stage, name, recipe, flags, env)
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=args.parallel_runs) as pool:
+        futures = [pool.submit(one, *job) for job in jobs]
+    for future in futures:
+        if future.exception() is not None:
+            raise future.exception()
+    return [future.result() for future in futures]
+
+
+def run_recipe(args: ReportArguments, stage: str, name: str, recipe: str, flags: list[str], env=None) -> dict:
     """Run `recipes/<recipe>.py` under `accelerate launch` into `runs/<stage>/<name>` unless it already finished
     (its `all_results.json` exists). A run cut short resumes from its latest checkpoint. Returns its results."""
     run_dir = os.path.join(args.output_dir, "runs", stage, name)
@@ -205,20 +249,26 @@ def run_recipe(args: ReportArguments, stage: str, name: str, recipe: str, flags:
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", args.accelerate_config,
         os.path.join(REPO, "recipes", f"{recipe}.py"), *flags, "--output_dir", run_dir, *resume,
     ]  # fmt: skip
-    print(f"[{stage}] {name}: running{' (resuming)' if resume else ''} ... ", end="", flush=True)
+    # side by side (env given), other runs print meanwhile: whole lines only, the run's name on each
+    begin = f"[{stage}] {name}: running{' (resuming)' if resume else ''} ..."
+    if env is None:
+        print(begin + " ", end="", flush=True)
+    else:
+        print(f"{begin} ({env['OMP_NUM_THREADS']} thread(s))", flush=True)
+    prefix = "" if env is None else f"[{stage}] {name}: "
     start = time.perf_counter()
     with open(os.path.join(run_dir, "log.txt"), "a", encoding="utf-8") as log:
         log.write("$ " + shlex.join(cmd) + "\n")
         log.flush()
-        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
     seconds = time.perf_counter() - start
     if code != 0 or not os.path.isfile(results_path):
-        print("failed")
+        print(prefix + "failed", flush=True)
         tail = open(os.path.join(run_dir, "log.txt"), encoding="utf-8", errors="replace").read().splitlines()[-15:]
         print("\n".join(tail), file=sys.stderr)
         raise RunFailed(f"{stage} run '{name}' failed (exit {code}); full log: {run_dir}/log.txt")
     results = read_json(results_path)
-    print(f"{seconds:.0f} s")
+    print(f"{prefix}{seconds:.0f} s", flush=True)
     return results
 
 
@@ -328,6 +378,7 @@ def stage_pretrain(args: ReportArguments, cls_data: dict | None) -> dict:
     if args.task_adaptive_pretraining and cls_data:
         corpus += ["--extra_text_file", cls_data["task_text_file"], "--extra_text_column", "text"]
     budget = ["--max_time_minutes", str(args.pretrain_max_time_minutes)] if args.pretrain_max_time_minutes else []
+    jobs, configs = [], {}
     for kind, config, extra in (
         ("bert", args.bert_config, args.bert_flags),
         ("elmo", args.elmo_config, args.elmo_flags),
@@ -335,10 +386,12 @@ def stage_pretrain(args: ReportArguments, cls_data: dict | None) -> dict:
         if kind not in args.backbones and not (kind == "bert" and "summarization" in args.stage_list):
             continue
         flags = ["--config", config, *corpus, "--seed", str(args.seed), *budget, *shlex.split(extra)]
-        results = run_recipe(args, "pretrain", kind, f"pretrain_{kind}", flags)
+        jobs.append((kind, f"pretrain_{kind}", flags))
+        configs[kind] = config
+    for (kind, _, _), results in zip(jobs, run_recipes(args, "pretrain", jobs)):
         history = read_json(os.path.join(pretrain_paths(args)[kind], "log_history.json"))
         out[kind] = {
-            "config": config,
+            "config": configs[kind],
             "task_adaptive": bool(args.task_adaptive_pretraining and cls_data),
             "results": results,
             "curve": [e for e in history if any(k.startswith("eval_") for k in e)],
@@ -352,7 +405,7 @@ def stage_pretrain(args: ReportArguments, cls_data: dict | None) -> dict:
 def stage_classification(args: ReportArguments, cls_data: dict) -> list[dict]:
     backbones = {b: b if b == "scratch" else pretrain_paths(args)[b] for b in args.backbones}
     backbones.update({os.path.basename(os.path.normpath(p)): p for p in args.extra_backbones})
-    rows = []
+    jobs, keys = [], []
     for run in cls_data["runs"]:
         for name, path in backbones.items():
             flags = [
@@ -363,19 +416,19 @@ def stage_classification(args: ReportArguments, cls_data: dict) -> list[dict]:
             ]  # fmt: skip
             if name == "elmo" and args.elmo_word_embeddings:
                 flags += ["--elmo_word_embeddings", "true"]
-            run_name = f"{name}_labels{run['labels']}_seed{run['seed']}"
-            results = run_recipe(args, "classification", run_name, "finetune_classification", flags)
-            rows.append(
-                {
-                    "backbone": name,
-                    "labels": run["labels"],
-                    "seed": run["seed"],
-                    "accuracy": round(100 * results["validation_accuracy"], 2),
-                    "macro_f1": round(100 * results.get("validation_macro_f1", float("nan")), 2),
-                    "train_seconds": results.get("train_runtime", results.get("train_runtime_seconds")),
-                }
-            )
-    return rows
+            jobs.append((f"{name}_labels{run['labels']}_seed{run['seed']}", "finetune_classification", flags))
+            keys.append((name, run))
+    return [
+        {
+            "backbone": name,
+            "labels": run["labels"],
+            "seed": run["seed"],
+            "accuracy": round(100 * results["validation_accuracy"], 2),
+            "macro_f1": round(100 * results.get("validation_macro_f1", float("nan")), 2),
+            "train_seconds": results.get("train_runtime", results.get("train_runtime_seconds")),
+        }
+        for (name, run), results in zip(keys, run_recipes(args, "classification", jobs))
+    ]
 
 
 def summarize_classification(rows: list[dict]) -> list[dict]:
@@ -404,14 +457,18 @@ def stage_translation(args: ReportArguments) -> list[dict]:
         args.translation_validation_file, args.translation_test_file,
     )  # fmt: skip
     data += ["--source_lang", args.source_lang, "--target_lang", args.target_lang]
-    rows = []
+    jobs = []
     for name in args.translation_models:
         family, model_flags = TRANSLATION_MODELS[name]
         config = args.rnn_config if family == "rnn" else args.transformer_config
         family_flags = args.rnn_flags if family == "rnn" else args.transformer_flags
         flags = ["--config", config, *data, *model_flags, "--seed", str(args.seed)]
-        flags += shlex.split(args.translation_flags) + shlex.split(family_flags)
-        results = run_recipe(args, "translation", name, "finetune_seq2seq", flags)
+        jobs.append(
+            (name, "finetune_seq2seq", flags + shlex.split(args.translation_flags) + shlex.split(family_flags))
+        )
+    rows = []
+    for name, results in zip(args.translation_models, run_recipes(args, "translation", jobs)):
+        family, model_flags = TRANSLATION_MODELS[name]
         run_dir = os.path.join(args.output_dir, "runs", "translation", name)
         history = (
             read_json(os.path.join(run_dir, "log_history.json"))
@@ -517,12 +574,14 @@ def stage_summarization(args: ReportArguments) -> list[dict]:
     )  # fmt: skip
     data += ["--text_column", args.document_column, "--summary_column", args.summary_column]
     encoder = pretrain_paths(args)["bert"] if args.summarization_encoder == "bert" else args.summarization_encoder
+    models = (("scratch", []), ("bert_encoder", ["--init_encoder_from", encoder]))
+    jobs = [
+        (name, "finetune_seq2seq", ["--config", args.summarization_config, *data, *extra, "--seed", str(args.seed)])
+        for name, extra in models
+    ]
+    jobs = [(name, recipe, flags + shlex.split(args.summarization_flags)) for name, recipe, flags in jobs]
     rows = []
-    for name, extra in (("scratch", []), ("bert_encoder", ["--init_encoder_from", encoder])):
-        flags = ["--config", args.summarization_config, *data, *extra, "--seed", str(args.seed)]
-        results = run_recipe(
-            args, "summarization", name, "finetune_seq2seq", flags + shlex.split(args.summarization_flags)
-        )
+    for (name, extra), results in zip(models, run_recipes(args, "summarization", jobs)):
         split = "test" if "test_rouge1" in results else "validation"
         rows.append(
             {
@@ -701,13 +760,16 @@ def write_report(args: ReportArguments, report: dict) -> None:
     lines = ["# Lecture report: pretraining, fine-tuning, attention", ""]
     lines.append(f"Generated by `recipes/lecture_report.py` on {time.strftime('%Y-%m-%d %H:%M')}; settings in "
                  "`report.json` (`settings`); every run's outputs and log under `runs/`.")  # fmt: skip
+    if args.parallel_runs > 1:
+        lines.append(f"Runs trained {args.parallel_runs} side by side, {threads_per_run(args, 2)} CPU thread(s) "
+                     "each: a run's tokens/s is its share of the machine.")  # fmt: skip
     lines.append("")
     if report.get("pretrain"):
         lines += [
             "## Pretraining",
             "",
-            "| model | corpus | task text added | steps | held-out metric |",
-            "|---|---|---|---|---|",
+            "| model | corpus | task text added | steps | tokens seen | held-out metric |",
+            "|---|---|---|---|---:|---|",
         ]
         corpus = args.pretrain_train_file or f"{args.pretrain_dataset_name}/{args.pretrain_dataset_config_name}"
         for kind, info in report["pretrain"].items():
@@ -717,8 +779,10 @@ def write_report(args: ReportArguments, report: dict) -> None:
                 if kind == "bert"
                 else f"perplexity {last.get('eval_perplexity', float('nan')):.1f}"
             )
+            tokens = info["results"].get("tokens_seen")
             lines.append(
-                f"| {kind} | {corpus} | {'yes' if info['task_adaptive'] else 'no'} | {last.get('step', '?')} | {metric} |"
+                f"| {kind} | {corpus} | {'yes' if info['task_adaptive'] else 'no'} | {last.get('step', '?')} | "
+                f"{f'{tokens / 1e6:.1f} M' if tokens else '?'} | {metric} |"
             )
         lines += ["", "![pretraining curves](pretraining_curves.png)", ""]
     if report.get("classification"):

@@ -17,7 +17,7 @@ def fake_recipe_runs(monkeypatch):
     """Replace the launched recipes by a stub that writes the files a finished run leaves; returns the calls."""
     calls = []
 
-    def fake_call(cmd, stdout=None, stderr=None, cwd=None):
+    def fake_call(cmd, stdout=None, stderr=None, cwd=None, env=None):
         out = cmd[cmd.index("--output_dir") + 1]
         calls.append(cmd)
         seed = int(cmd[cmd.index("--seed") + 1])
@@ -92,6 +92,50 @@ def test_elmo_classifiers_get_the_word_channel(tmp_path, monkeypatch, word_chann
     for name, cmd in flags.items():
         has_channel = "--elmo_word_embeddings" in cmd and cmd[cmd.index("--elmo_word_embeddings") + 1] == "true"
         assert has_channel == (word_channel and name == "elmo"), name
+
+
+def test_parallel_runs_train_side_by_side_with_a_share_of_the_cores(tmp_path, monkeypatch, capsys):
+    """parallel_runs 2: two runs at once, each with cores / 2 threads, results in the order of the runs; a failed run
+    lets the one beside it finish, starts no more, and is raised (a rerun then continues)."""
+    import threading
+    import time
+
+    monkeypatch.setattr(report.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    running, seen, lock = [], [], threading.Lock()
+
+    def fake_call(cmd, stdout=None, stderr=None, cwd=None, env=None):
+        out = cmd[cmd.index("--output_dir") + 1]
+        seed = int(cmd[cmd.index("--seed") + 1])
+        with lock:
+            running.append(out)
+            seen.append((len(running), env["OMP_NUM_THREADS"]))
+        time.sleep(0.3 if seed == 0 else 0.1)  # seed 0 finishes last: results still come in the runs' order
+        with lock:
+            running.remove(out)
+        if os.path.basename(out) == fail_at[0]:
+            return 1
+        with open(os.path.join(out, "all_results.json"), "w") as f:
+            json.dump({"validation_accuracy": 0.5 + 0.01 * seed}, f)
+        return 0
+
+    monkeypatch.setattr(report.subprocess, "call", fake_call)
+    argv = [
+        "--output_dir", str(tmp_path), "--stages", "classification", "--backbones", "scratch", "--parallel_runs", "2",
+        "--classification_dataset_name", "demo", "--classification_dataset_config_name", "classification",
+        "--text_column", "text", "--label_budgets", "50", "--seeds", "0", "1", "2", "3",
+    ]  # fmt: skip
+    fail_at = ["scratch_labels50_seed1"]
+    with pytest.raises(report.RunFailed, match="classification run 'scratch_labels50_seed1' failed"):
+        report.main(*report.parse_args(argv))
+    assert max(n for n, _ in seen) == 2 and {t for _, t in seen} == {"2"}
+    done = sorted(os.listdir(tmp_path / "runs" / "classification"))
+    assert done == ["scratch_labels50_seed0", "scratch_labels50_seed1"]  # seed 0 finished beside the failure
+    assert (tmp_path / "runs" / "classification" / "scratch_labels50_seed0" / "all_results.json").exists()
+    fail_at[0], seen[:] = "", []
+    first = report.main(*report.parse_args(argv))
+    assert [r["seed"] for r in first["classification"]] == [0, 1, 2, 3]
+    assert [r["accuracy"] for r in first["classification"]] == [50.0, 51.0, 52.0, 53.0]
+    assert len(seen) == 3 and "scratch_labels50_seed0: done before, skipped" in capsys.readouterr().out
 
 
 def test_unknown_stage_is_one_line(tmp_path):
