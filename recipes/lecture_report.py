@@ -683,13 +683,24 @@ def classification_claims(summary: list[dict]) -> list[str]:
             deltas.append((r["labels"], round(r["mean"] - base["mean"], 2), r, base))
         if not deltas:
             continue
-        wins = sum(d > 0 for _, d, _, _ in deltas)
-        verdict = "supported" if wins == len(deltas) else "contradicted" if wins == 0 else "mixed"
+        # a difference counts only beyond the seed spread (the larger std of the two; 0 with one seed each)
+        sign = [(d > max(r["std"], b["std"])) - (d < -max(r["std"], b["std"])) for _, d, r, b in deltas]
+        wins, losses = sign.count(1), sign.count(-1)
+        verdict = (
+            "supported" if wins == len(deltas)
+            else "contradicted" if losses == len(deltas)
+            else "not shown: within the seed spread" if not wins and not losses
+            else "mixed"
+        )  # fmt: skip
         detail = "; ".join(
-            f"{n} labels: {r['mean']:.1f}±{r['std']:.1f} vs {b['mean']:.1f}±{b['std']:.1f} ({d:+.1f})"
-            for n, d, r, b in deltas
+            f"{n} labels: {r['mean']:.1f}±{r['std']:.1f} vs {b['mean']:.1f}±{b['std']:.1f} ({d:+.1f}"
+            f"{'' if k else ', within the spread'})"
+            for (n, d, r, b), k in zip(deltas, sign)
         )
-        lines.append(f"- **{backbone} vs scratch: {verdict}** ({wins}/{len(deltas)} budgets better). {detail}.")
+        lines.append(
+            f"- **{backbone} vs scratch: {verdict}** ({wins}/{len(deltas)} budgets better, {losses} worse, by more "
+            f"than the seed spread). {detail}."
+        )
         if len(deltas) > 1:
             small, large = deltas[0], deltas[-1]
             shrinks = small[1] > large[1]

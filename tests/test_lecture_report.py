@@ -210,6 +210,20 @@ def test_smoke_preset_end_to_end(tmp_path, shared_data):
     assert "Attention removes the fixed-vector bottleneck" in text or "**Inconclusive**" in text
 
 
+def test_classification_claims_count_only_differences_beyond_the_seed_spread():
+    def row(backbone, labels, mean, std):
+        return {"backbone": backbone, "labels": labels, "mean": mean, "std": std, "seeds": 3}
+
+    scratch = [row("scratch", 500, 63.1, 1.4), row("scratch", 2000, 72.1, 1.6)]
+    noise = report.classification_claims(scratch + [row("elmo", 500, 64.0, 1.3), row("elmo", 2000, 73.6, 2.4)])
+    assert noise[0].startswith("- **elmo vs scratch: not shown: within the seed spread** (0/2 budgets better, 0 worse")
+    assert "(+0.9, within the spread)" in noise[0]
+    clear = report.classification_claims(scratch + [row("bert", 500, 67.0, 1.0), row("bert", 2000, 70.0, 1.0)])
+    assert clear[0].startswith("- **bert vs scratch: mixed** (1/2 budgets better, 1 worse")
+    won = report.classification_claims(scratch + [row("bert", 500, 67.0, 1.0), row("bert", 2000, 76.0, 1.0)])
+    assert won[0].startswith("- **bert vs scratch: supported**")
+
+
 def test_translation_claims_read_the_numbers():
     rows = [
         {"name": "rnn_none", "model": "rnn", "attention": "none", "bleu": 10.0, "tokens_per_second": 100.0,
