@@ -46,7 +46,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from toolkit import config as toolkit_config
@@ -206,9 +208,6 @@ def run_recipes(args: ReportArguments, stage: str, jobs: list[tuple[str, str, li
     first failure is raised (a rerun continues from what finished)."""
     if args.parallel_runs == 1 or len(jobs) == 1:
         return [run_recipe(args, stage, name, recipe, flags) for name, recipe, flags in jobs]
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
     env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_run(args, len(jobs)))}
     failed = threading.Event()
 
@@ -575,11 +574,11 @@ def stage_summarization(args: ReportArguments) -> list[dict]:
     data += ["--text_column", args.document_column, "--summary_column", args.summary_column]
     encoder = pretrain_paths(args)["bert"] if args.summarization_encoder == "bert" else args.summarization_encoder
     models = (("scratch", []), ("bert_encoder", ["--init_encoder_from", encoder]))
+    seed, extra_flags = ["--seed", str(args.seed)], shlex.split(args.summarization_flags)
     jobs = [
-        (name, "finetune_seq2seq", ["--config", args.summarization_config, *data, *extra, "--seed", str(args.seed)])
+        (name, "finetune_seq2seq", ["--config", args.summarization_config, *data, *extra, *seed, *extra_flags])
         for name, extra in models
     ]
-    jobs = [(name, recipe, flags + shlex.split(args.summarization_flags)) for name, recipe, flags in jobs]
     rows = []
     for (name, extra), results in zip(models, run_recipes(args, "summarization", jobs)):
         split = "test" if "test_rouge1" in results else "validation"
