@@ -126,7 +126,20 @@ class ClassificationArguments:
             "vector at the task BiLSTM's input (Peters et al., 2018)."
         },
     )
-    elmo_word_embedding_dim: int = field(default=128, metadata={"help": "ELMo: width of that word embedding."})
+    elmo_word_embedding_dim: int | None = field(
+        default=None,
+        metadata={
+            "help": "ELMo: width of that word embedding (default: 128, or the biLM's projection_dim with bilm)."
+        },
+    )
+    elmo_word_embeddings_init: str = field(
+        default="random",
+        metadata={
+            "help": "ELMo: start the word channel from 'random' vectors or from the biLM's own context-free token "
+            "vectors ('bilm'; as Peters et al. start theirs from GloVe).",
+            "choices": ["random", "bilm"],
+        },
+    )
     scratch_vocab_size: int = field(
         default=20000, metadata={"help": "Scratch and the ELMo word channel: word vocabulary size."}
     )
@@ -316,7 +329,9 @@ def build_model(cls_args: ClassificationArguments, train_items, id2label, label2
                 tokenizer.build_task_words(texts, cls_args.scratch_vocab_size, cls_args.scratch_min_frequency)
             )
             overrides["task_word_vocab_size"] = len(tokenizer.task_words)
-            overrides["task_word_embedding_dim"] = cls_args.elmo_word_embedding_dim
+            overrides["task_word_embedding_dim"] = cls_args.elmo_word_embedding_dim or (
+                model_config_dict(path)["projection_dim"] if cls_args.elmo_word_embeddings_init == "bilm" else 128
+            )
     if cls_args.classifier_dropout is not None:
         overrides["classifier_dropout"] = cls_args.classifier_dropout
     if cls_args.hidden_dropout_prob is not None:
@@ -327,6 +342,8 @@ def build_model(cls_args: ClassificationArguments, train_items, id2label, label2
     model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
     if model_type == "toolkit_elmo" and hasattr(model, "set_bilm_frozen"):
         model.set_bilm_frozen(not cls_args.elmo_full_finetune)
+        if "task_word_vocab_size" in overrides and cls_args.elmo_word_embeddings_init == "bilm":
+            model.init_task_words_from_bilm(tokenizer)  # a new word channel, started from the biLM's token layer
     if cls_args.freeze_embeddings:
         model.get_input_embeddings().requires_grad_(False)
     kind = {"toolkit_bert": "bert", "toolkit_elmo": "elmo"}.get(model_type, model_type)
@@ -340,6 +357,18 @@ def check_backbone_options(cls_args) -> None:
     for option in ("freeze_embeddings", "hidden_dropout_prob"):
         if getattr(cls_args, option) not in (None, False) and model_type not in ("toolkit_bert", "bert"):
             raise UserError(f"{option} applies to BERT backbones, not {model_type}")
+    init = cls_args.elmo_word_embeddings_init
+    if init not in ("random", "bilm"):
+        raise UserError(f"elmo_word_embeddings_init must be 'random' or 'bilm', not {init!r}")
+    if init == "bilm":
+        if model_type != "toolkit_elmo" or not cls_args.elmo_word_embeddings:
+            raise UserError("elmo_word_embeddings_init bilm needs an ELMo backbone and --elmo_word_embeddings true")
+        width = model_config_dict(path)["projection_dim"]
+        if cls_args.elmo_word_embedding_dim not in (None, width):
+            raise UserError(
+                f"elmo_word_embedding_dim {cls_args.elmo_word_embedding_dim} must be the biLM's projection_dim "
+                f"({width}) with elmo_word_embeddings_init bilm"
+            )
 
 
 def backbone_training_defaults(accelerator, model, kind: str, cls_args, training_args, num_examples: int) -> dict:

@@ -417,16 +417,19 @@ def stage_classification(args: ReportArguments, cls_data: dict) -> list[dict]:
                 flags += ["--elmo_word_embeddings", "true"]
             jobs.append((f"{name}_labels{run['labels']}_seed{run['seed']}", "finetune_classification", flags))
             keys.append((name, run))
+    # the largest label budgets start first, so that side by side (parallel_runs) no long run is left alone at the end
+    order = sorted(range(len(jobs)), key=lambda i: -keys[i][1]["labels"])
+    results = dict(zip(order, run_recipes(args, "classification", [jobs[i] for i in order])))
     return [
         {
             "backbone": name,
             "labels": run["labels"],
             "seed": run["seed"],
-            "accuracy": round(100 * results["validation_accuracy"], 2),
-            "macro_f1": round(100 * results.get("validation_macro_f1", float("nan")), 2),
-            "train_seconds": results.get("train_runtime", results.get("train_runtime_seconds")),
+            "accuracy": round(100 * results[i]["validation_accuracy"], 2),
+            "macro_f1": round(100 * results[i].get("validation_macro_f1", float("nan")), 2),
+            "train_seconds": results[i].get("train_runtime", results[i].get("train_runtime_seconds")),
         }
-        for (name, run), results in zip(keys, run_recipes(args, "classification", jobs))
+        for i, (name, run) in enumerate(keys)
     ]
 
 

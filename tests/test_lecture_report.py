@@ -138,6 +138,30 @@ def test_parallel_runs_train_side_by_side_with_a_share_of_the_cores(tmp_path, mo
     assert len(seen) == 3 and "scratch_labels50_seed0: done before, skipped" in capsys.readouterr().out
 
 
+def test_side_by_side_the_largest_label_budgets_start_first(tmp_path, monkeypatch):
+    """Longest runs first (parallel_runs), so no long run is left alone at the end; report.json keeps the order of
+    the budgets."""
+    monkeypatch.setattr(report.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    started = []
+
+    def fake_call(cmd, stdout=None, stderr=None, cwd=None, env=None):
+        out = cmd[cmd.index("--output_dir") + 1]
+        started.append(os.path.basename(out))
+        with open(os.path.join(out, "all_results.json"), "w") as f:
+            json.dump({"validation_accuracy": 0.5}, f)
+        return 0
+
+    monkeypatch.setattr(report.subprocess, "call", fake_call)
+    argv = [
+        "--output_dir", str(tmp_path), "--stages", "classification", "--backbones", "scratch", "--parallel_runs", "2",
+        "--classification_dataset_name", "demo", "--classification_dataset_config_name", "classification",
+        "--text_column", "text", "--label_budgets", "20", "50", "--seeds", "0", "1", "--max_seeded_budget", "20",
+    ]  # fmt: skip
+    result = report.main(*report.parse_args(argv))
+    assert started.index("scratch_labels50_seed0") < 2 and len(started) == 3  # in the first pair, not last
+    assert [(r["labels"], r["seed"]) for r in result["classification"]] == [(20, 0), (20, 1), (50, 0)]
+
+
 def test_unknown_stage_is_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, os.path.join(REPO, "recipes", "lecture_report.py"), "--stages", "pretrain,finetune",

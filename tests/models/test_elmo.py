@@ -542,3 +542,39 @@ def test_word_channel_is_initialised_when_added_to_a_bilm_checkpoint(tokenizer, 
     weight = model.task_words.weight.detach()
     assert torch.isfinite(weight).all() and torch.all(weight[0] == 0)
     assert 0.08 < weight[1:].std().item() < 0.12
+
+
+@pytest.mark.parametrize("token_embedder", ["char_cnn", "word"])
+def test_word_channel_starts_from_the_bilms_token_vectors(tokenizer, token_embedder):
+    """`init_task_words_from_bilm`: each task word's row is the biLM's layer-0 vector of that word (as its own
+    sentence would give it) scaled to the channel's initial spread, the special rows keep their initialisation, and
+    the rows still train."""
+    model, task_tokenizer = _word_channel_model(tokenizer, token_embedder=token_embedder)
+    with pytest.raises(ValueError, match="projection_dim 16"):
+        model.init_task_words_from_bilm(task_tokenizer)  # a 12-wide channel cannot hold 16-wide vectors
+    task_tokenizer = ElmoTokenizerFast.train_from_iterator(CORPUS, vocab_size=99, min_frequency=1)
+    task_tokenizer.set_task_words(task_tokenizer.build_task_words(TASK_TEXTS))
+    config = tiny_config(
+        token_embedder=token_embedder, num_labels=2, task_word_vocab_size=len(task_tokenizer.task_words),
+        task_word_embedding_dim=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = ElmoForSequenceClassification(config)
+    special = model.task_words.weight[:4].detach().clone()
+    initial_std = model.task_words.weight[4:].std().item()
+    model.init_task_words_from_bilm(task_tokenizer, batch_size=3)  # several chunks
+    words = task_tokenizer.task_words
+    weight = model.task_words.weight.detach()
+    vectors = []
+    for word in words[4:]:
+        batch = task_tokenizer([word], add_special_tokens=False, return_tensors="pt")
+        vectors.append(model.elmo.eval().embed_tokens(batch["input_ids"], batch.get("char_ids"))[0, 0])
+    vectors = torch.stack(vectors)
+    # the biLM's vectors, rescaled as a whole to the channel's initial spread
+    torch.testing.assert_close(weight[4:], vectors * (initial_std / vectors.std().item()))
+    assert abs(weight[4:].std().item() - initial_std) < 1e-5
+    torch.testing.assert_close(model.task_words.weight[:4], special)
+    model.train()
+    batch = task_tokenizer(TASK_TEXTS, padding=True, return_tensors="pt")
+    model(**batch, labels=torch.tensor([1, 0, 1, 0])).loss.backward()
+    assert model.task_words.weight.grad[words.index("great")].abs().sum() > 0

@@ -329,10 +329,11 @@ def test_hf_bert_folder_is_converted(data, tmp_path):
     [
         ["--group_by_length", "false", "--max_grad_norm", "1.0", "--warmup_steps", "0"],
         ["--elmo_word_embeddings", "true"],
+        ["--elmo_word_embeddings", "true", "--elmo_word_embeddings_init", "bilm"],
     ],
-    ids=["elmo", "elmo_word_channel"],
+    ids=["elmo", "elmo_word_channel", "elmo_word_channel_from_bilm"],
 )
-def test_elmo_backbone_frozen_by_default(data, tmp_path, extra):
+def test_elmo_backbone_frozen_by_default(data, tmp_path, extra, capsys):
     from safetensors.torch import load_file
 
     from toolkit.models.elmo import ElmoConfig, ElmoForLanguageModeling, ElmoTokenizerFast
@@ -383,8 +384,20 @@ def test_elmo_backbone_frozen_by_default(data, tmp_path, extra):
         return
     assert "furious" not in saved.task_words and "superb" in saved.task_words
     assert config["task_word_vocab_size"] == len(saved.task_words)
-    assert after["task_words.weight"].shape == (len(saved.task_words), 128)
+    width = 16 if "bilm" in extra else 128  # started from the biLM's token vectors: the biLM's projection_dim
+    assert after["task_words.weight"].shape == (len(saved.task_words), width)
     assert not torch.allclose(after["task_words.weight"][4:], torch.zeros(1))  # trained rows
+    if "bilm" not in extra:
+        return
+    # wrong inputs: one line, exit 2, before the data is read
+    for flags, message in (
+        (["--elmo_word_embeddings_init", "bilm"], "needs an ELMo backbone and --elmo_word_embeddings true"),
+        (["--elmo_word_embeddings_init", "glove"], "invalid choice: 'glove'"),
+        (extra + ["--elmo_word_embedding_dim", "128"], "must be the biLM's projection_dim (16)"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            _run(_recipe(), _args(data, tmp_path / "bad", "--model_name_or_path", str(backbone), *flags))
+        assert info.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 @pytest.mark.distributed

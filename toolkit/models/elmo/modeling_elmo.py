@@ -800,6 +800,42 @@ class ElmoForSequenceClassification(ElmoPreTrainedModel):
         self.post_init()
         self.set_bilm_frozen(config.freeze_bilm)
 
+    @torch.no_grad()
+    def init_task_words_from_bilm(self, tokenizer, batch_size: int = 512) -> None:
+        """Start the word channel from the biLM's own context-free vector of each task word (layer 0: the character
+        CNN's output, or the input embedding), as Peters et al. (2018) start theirs from pretrained GloVe; the vectors
+        stay trainable. Needs `task_word_embedding_dim == projection_dim`; ids 0-3 (`<pad> <unk> <s> </s>`) keep
+        their initialisation."""
+        if self.task_words is None or not getattr(tokenizer, "task_words", None):
+            raise ValueError("This classifier has no word channel (task_word_vocab_size is 0).")
+        width = self.task_words.weight.size(1)
+        if width != self.config.projection_dim:
+            raise ValueError(
+                f"task_word_embedding_dim {width} must equal the biLM's projection_dim {self.config.projection_dim} "
+                "to start the word channel from the biLM's token vectors"
+            )
+        words = tokenizer.task_words[4:]
+        device = self.task_words.weight.device
+        was_training = self.elmo.training
+        self.elmo.eval()
+        rows = []
+        for start in range(0, len(words), batch_size):
+            chunk = words[start : start + batch_size]
+            if self.config.token_embedder == "char_cnn":
+                char_ids = torch.tensor([tokenizer.words_to_char_ids(chunk)], device=device)
+                vectors = self.elmo.embed_tokens(char_ids=char_ids)
+            else:
+                ids = torch.tensor([tokenizer.convert_tokens_to_ids(chunk)], device=device)
+                vectors = self.elmo.embed_tokens(input_ids=ids)
+            rows.append(vectors[0].float())
+        self.elmo.train(was_training)
+        if rows:
+            # the biLM's directions at the channel's own initial scale: the raw layer-0 vectors are ~40x larger than
+            # the other inputs' and saturate the task BiLSTM (RESULTS.md, "ELMo word channel from the biLM")
+            vectors = torch.cat(rows)
+            scale = self.task_words.weight[4:].float().std() / vectors.std().clamp(min=1e-12)
+            self.task_words.weight[4:] = (vectors * scale).to(self.task_words.weight.dtype)
+
     def set_bilm_frozen(self, frozen: bool = True):
         self.config.freeze_bilm = frozen
         self.elmo.requires_grad_(not frozen)
