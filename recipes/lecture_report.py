@@ -433,6 +433,13 @@ def stage_classification(args: ReportArguments, cls_data: dict) -> list[dict]:
     ]
 
 
+def _mean_std(summary_row: dict) -> str:
+    """`mean±std`, or `mean (1 seed)` where one seed gives no spread (not a spread of 0)."""
+    if summary_row["seeds"] < 2:
+        return f"{summary_row['mean']:.1f} (1 seed)"
+    return f"{summary_row['mean']:.1f}±{summary_row['std']:.1f}"
+
+
 def summarize_classification(rows: list[dict]) -> list[dict]:
     """Mean and std of accuracy per (backbone, labels)."""
     groups: dict[tuple, list[float]] = {}
@@ -695,8 +702,8 @@ def classification_claims(summary: list[dict]) -> list[str]:
             else "mixed"
         )  # fmt: skip
         detail = "; ".join(
-            f"{n} labels: {r['mean']:.1f}±{r['std']:.1f} vs {b['mean']:.1f}±{b['std']:.1f} ({d:+.1f}"
-            f"{'' if k else ', within the spread'})"
+            f"{n} labels: {_mean_std(r)} vs {_mean_std(b)} ({d:+.1f}"
+            f"{', one seed: no spread to compare with' if r['seeds'] < 2 or b['seeds'] < 2 else '' if k else ', within the spread'})"
             for (n, d, r, b), k in zip(deltas, sign)
         )
         lines.append(
@@ -812,7 +819,8 @@ def write_report(args: ReportArguments, report: dict) -> None:
             cells = []
             for b in budgets:
                 r = next((r for r in summary if r["backbone"] == backbone and r["labels"] == b), None)
-                cells.append(f"{r['mean']:.1f} ± {r['std']:.1f} ({r['seeds']})" if r else "-")
+                spread = f" ± {r['std']:.1f}" if r and r["seeds"] > 1 else ""  # one seed: no spread, not 0
+                cells.append(f"{r['mean']:.1f}{spread} ({r['seeds']})" if r else "-")
             lines.append(f"| {backbone} | " + " | ".join(cells) + " |")
         lines += ["", "![accuracy vs labels](classification_learning_curve.png)", "", "Claims:", ""]
         lines += classification_claims(summary) + [""]

@@ -246,6 +246,11 @@ def test_classification_claims_count_only_differences_beyond_the_seed_spread():
     assert clear[0].startswith("- **bert vs scratch: mixed** (1/2 budgets better, 1 worse")
     won = report.classification_claims(scratch + [row("bert", 500, 67.0, 1.0), row("bert", 2000, 76.0, 1.0)])
     assert won[0].startswith("- **bert vs scratch: supported**")
+    # one seed (the largest budget): shown without a spread, and said to have none
+    single = dict(row("scratch", 8000, 78.3, 0.0), seeds=1), dict(row("elmo", 8000, 79.6, 0.0), seeds=1)
+    text = report.classification_claims([*scratch, single[0], row("elmo", 500, 64.0, 1.3), single[1]])[0]
+    assert "8000 labels: 79.6 (1 seed) vs 78.3 (1 seed) (+1.3, one seed: no spread to compare with)" in text
+    assert "64.0±1.3 vs 63.1±1.4" in text
 
 
 def test_translation_claims_read_the_numbers():
