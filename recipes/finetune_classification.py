@@ -357,10 +357,7 @@ def check_backbone_options(cls_args) -> None:
     for option in ("freeze_embeddings", "hidden_dropout_prob"):
         if getattr(cls_args, option) not in (None, False) and model_type not in ("toolkit_bert", "bert"):
             raise UserError(f"{option} applies to BERT backbones, not {model_type}")
-    init = cls_args.elmo_word_embeddings_init
-    if init not in ("random", "bilm"):
-        raise UserError(f"elmo_word_embeddings_init must be 'random' or 'bilm', not {init!r}")
-    if init == "bilm":
+    if cls_args.elmo_word_embeddings_init == "bilm":
         if model_type != "toolkit_elmo" or not cls_args.elmo_word_embeddings:
             raise UserError("elmo_word_embeddings_init bilm needs an ELMo backbone and --elmo_word_embeddings true")
         width = model_config_dict(path)["projection_dim"]

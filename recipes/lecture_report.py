@@ -701,9 +701,14 @@ def classification_claims(summary: list[dict]) -> list[str]:
             else "not shown: within the seed spread" if not wins and not losses
             else "mixed"
         )  # fmt: skip
+
+        def note(r, b, beyond):
+            if r["seeds"] < 2 or b["seeds"] < 2:
+                return ", one seed: no spread to compare with"
+            return "" if beyond else ", within the spread"
+
         detail = "; ".join(
-            f"{n} labels: {_mean_std(r)} vs {_mean_std(b)} ({d:+.1f}"
-            f"{', one seed: no spread to compare with' if r['seeds'] < 2 or b['seeds'] < 2 else '' if k else ', within the spread'})"
+            f"{n} labels: {_mean_std(r)} vs {_mean_std(b)} ({d:+.1f}{note(r, b, k)})"
             for (n, d, r, b), k in zip(deltas, sign)
         )
         lines.append(

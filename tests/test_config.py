@@ -14,6 +14,7 @@ from toolkit.training import TrainingArguments
 class ModelArguments:
     hidden_size: int = field(default=32, metadata={"help": "width"})
     objectives: list[str] = field(default_factory=lambda: ["mlm"], metadata={"help": "objectives"})
+    init: str = field(default="random", metadata={"help": "init", "choices": ["random", "bilm"]})
 
 
 def write(tmp_path, text):
@@ -38,6 +39,14 @@ def test_unknown_key_names_key_and_file(tmp_path):
     cfg = write(tmp_path, "learning_rat: 1e-3\n")
     with pytest.raises(UserError, match=r"unknown key 'learning_rat' in config file .*cfg.yaml.*learning_rate"):
         parse_args(ModelArguments, TrainingArguments, args=["--config", cfg])
+
+
+def test_a_yaml_value_outside_the_choices_is_refused_as_a_flag_would_be(tmp_path):
+    assert parse_args(ModelArguments, args=["--config", write(tmp_path, "init: bilm\n")])[0].init == "bilm"
+    with pytest.raises(
+        UserError, match=r"init in config file .*cfg.yaml must be one of \['random', 'bilm'\], not 'glove'"
+    ):
+        parse_args(ModelArguments, args=["--config", write(tmp_path, "init: glove\n")])
 
 
 def test_missing_config_file():

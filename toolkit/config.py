@@ -99,6 +99,15 @@ def _parse_args(*dataclass_types, args: list[str] | None = None, description: st
                 hint = difflib.get_close_matches(key, names, n=1)
                 suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
                 raise UserError(f"unknown key '{key}' in config file {known.config}{suggestion}")
+        choices = {
+            f.name: f.metadata["choices"]
+            for dc in dataclass_types
+            for f in dataclasses.fields(dc)
+            if "choices" in f.metadata
+        }  # argparse checks choices of flags only, not of defaults set from the file
+        for key, value in values.items():
+            if key in choices and value not in choices[key]:
+                raise UserError(f"{key} in config file {known.config} must be one of {choices[key]}, not {value!r}")
         parser.set_defaults(**values)
         yaml_keys = set(values)
     try:

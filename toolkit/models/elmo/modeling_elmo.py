@@ -831,7 +831,7 @@ class ElmoForSequenceClassification(ElmoPreTrainedModel):
         self.elmo.train(was_training)
         if rows:
             # the biLM's directions at the channel's own initial scale: the raw layer-0 vectors are ~40x larger than
-            # the other inputs' and saturate the task BiLSTM (RESULTS.md, "ELMo word channel from the biLM")
+            # the other inputs' and saturate the task BiLSTM (RESULTS.md, "The preset on a faster host")
             vectors = torch.cat(rows)
             scale = self.task_words.weight[4:].float().std() / vectors.std().clamp(min=1e-12)
             self.task_words.weight[4:] = (vectors * scale).to(self.task_words.weight.dtype)
