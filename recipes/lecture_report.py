@@ -655,7 +655,16 @@ def plot_pretraining(pretrain: dict, path: str) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
     for ax, (kind, curve) in zip(axes[0], panels):
         steps = [e["step"] for e in curve]
-        if kind == "bert":
+        if kind == "bert" and "eval_rtd_accuracy" in curve[-1]:  # ELECTRA: both parts of the objective
+            ax.plot(steps, [100 * e.get("eval_rtd_accuracy", float("nan")) for e in curve], marker="o",
+                    label="encoder: replaced-token accuracy")  # fmt: skip
+            ax.plot(steps, [100 * e.get("eval_rtd_recall", float("nan")) for e in curve], marker="^", linestyle="--",
+                    label="encoder: replaced tokens caught (recall)")  # fmt: skip
+            ax.plot(steps, [100 * e.get("eval_accuracy", float("nan")) for e in curve], marker="s",
+                    label="generator: masked-token accuracy")  # fmt: skip
+            ax.set_ylabel("held-out accuracy (%)")
+            ax.legend(fontsize=8)
+        elif kind == "bert":
             ax.plot(steps, [100 * e.get("eval_accuracy", float("nan")) for e in curve], marker="o")
             ax.set_ylabel("held-out masked-token accuracy (%)")
         else:
@@ -663,7 +672,8 @@ def plot_pretraining(pretrain: dict, path: str) -> None:
             ax.set_yscale("log")
             ax.set_ylabel("held-out perplexity (fwd/bwd mean)")
         ax.set_xlabel("optimizer step")
-        ax.set_title(f"{NAMES[kind]} pretraining")
+        electra = " (ELECTRA)" if "eval_rtd_accuracy" in curve[-1] else ""
+        ax.set_title(f"{NAMES[kind]}{electra} pretraining")
     save_figure(fig, path)
 
 
@@ -804,6 +814,10 @@ def write_report(args: ReportArguments, report: dict) -> None:
                 if kind == "bert"
                 else f"perplexity {last.get('eval_perplexity', float('nan')):.1f}"
             )
+            if "eval_rtd_accuracy" in last:  # ELECTRA: the encoder detects replaced tokens, the generator fills masks
+                kind = "bert (ELECTRA)"
+                metric = (f"replaced-token accuracy {100 * last['eval_rtd_accuracy']:.1f}% (recall "
+                          f"{100 * last['eval_rtd_recall']:.1f}%), generator's {metric}")  # fmt: skip
             tokens = info["results"].get("tokens_seen")
             lines.append(
                 f"| {kind} | {corpus} | {'yes' if info['task_adaptive'] else 'no'} | {last.get('step', '?')} | "

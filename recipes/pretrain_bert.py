@@ -1,4 +1,5 @@
-"""Pretrain a BERT-style encoder with masked language modelling (and optionally NSP or SOP).
+"""Pretrain a BERT-style encoder with masked language modelling (optionally + NSP or SOP) or ELECTRA's
+replaced-token detection (`--token_objective rtd`).
 
 What it does: loads text (local files/folders, a Hub dataset, or the embedded demo corpus), trains a WordPiece
 tokenizer on the training split unless one is given, packs the token stream into blocks of `max_seq_length` (or
@@ -17,6 +18,8 @@ accuracy and perplexity every `--eval_steps`, checkpoints and resumes exactly, a
     accelerate launch recipes/pretrain_bert.py --config recipes/configs/bert/mini.yaml --resume_from_checkpoint latest
     # cramming-style run with a wall-clock budget
     accelerate launch --mixed_precision bf16 recipes/pretrain_bert.py --config recipes/configs/bert/budget.yaml
+    # ELECTRA: a small generator fills the masks, the encoder learns from every token (the CPU-budget preset)
+    accelerate launch --cpu recipes/pretrain_bert.py --config recipes/configs/bert/cpu_budget.yaml --token_objective rtd
 """
 
 import functools
@@ -46,7 +49,12 @@ from toolkit.data.mlm import DataCollatorForMLM, build_sentence_pairs, pair_to_f
 from toolkit.data.streaming import build_streaming_data, check_streaming_args
 from toolkit.errors import UserError, exit_on_user_error
 from toolkit.hub import CardInfo, CardMetric, hub_datasets, pretraining_data_names
-from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForMaskedLM, ToolkitBertForPreTraining
+from toolkit.models.bert import (
+    ToolkitBertConfig,
+    ToolkitBertForMaskedLM,
+    ToolkitBertForPreTraining,
+    ToolkitBertForReplacedTokenDetection,
+)
 from toolkit.training import (
     ProgressLogger,
     TrainingArguments,
@@ -105,6 +113,16 @@ class BertModelArguments:
         },
     )
 
+    generator_hidden_size: int | None = field(
+        default=None, metadata={"help": "--token_objective rtd: generator width (default hidden_size / 4)."}
+    )
+    generator_num_hidden_layers: int | None = field(
+        default=None, metadata={"help": "--token_objective rtd: generator blocks (default num_hidden_layers)."}
+    )
+    rtd_loss_weight: float = field(
+        default=50.0, metadata={"help": "--token_objective rtd: weight of the replaced-token loss (ELECTRA: 50)."}
+    )
+
     def __post_init__(self):
         if self.hidden_act not in ("gelu", "gelu_new", "relu", "geglu", "swiglu"):
             raise ValueError(f"hidden_act '{self.hidden_act}' is not one of gelu, gelu_new, relu, geglu, swiglu")
@@ -120,6 +138,14 @@ class MLMArguments:
     line_by_line: bool = field(
         default=False, metadata={"help": "One example per text row (truncated) instead of packed blocks."}
     )
+    token_objective: str = field(
+        default="mlm",
+        metadata={
+            "help": "mlm (BERT: predict the masked tokens) or rtd (ELECTRA: a small MLM generator fills the masks "
+            "and the encoder learns from every position whether its token was replaced; saves the encoder).",
+            "choices": ["mlm", "rtd"],
+        },
+    )
     sentence_objective: str = field(
         default="none", metadata={"help": "none, nsp (next sentence prediction) or sop (sentence order prediction)."}
     )
@@ -133,6 +159,10 @@ class MLMArguments:
     def __post_init__(self):
         if self.sentence_objective not in ("none", "nsp", "sop"):
             raise ValueError(f"sentence_objective '{self.sentence_objective}' is not one of none, nsp, sop")
+        if self.token_objective not in ("mlm", "rtd"):
+            raise ValueError(f"token_objective '{self.token_objective}' is not one of mlm, rtd")
+        if self.token_objective == "rtd" and self.sentence_objective != "none":
+            raise ValueError("token_objective rtd and sentence_objective nsp/sop are exclusive")
         if self.sentence_objective != "none" and self.line_by_line:
             raise ValueError("line_by_line and sentence_objective nsp/sop are exclusive")
         if not 0.0 < self.mlm_probability < 1.0:
@@ -178,21 +208,36 @@ def build_examples(split, tokenizer, mlm_args, data_args, seed):
 
 
 def flops_per_token(config, seq_len: int) -> float:
-    """6 N (matmul parameters, dense MLM head) + attention score/value matmuls, for training."""
+    """6 N (matmul parameters, dense MLM head) + attention score/value matmuls, for training; with replaced-token
+    detection, the generator's too (its MLM head counted dense) and the encoder's without a vocabulary head."""
     h, L, i = config.hidden_size, config.num_hidden_layers, config.intermediate_size
     ffn_in = 2 * i if config.hidden_act in ("geglu", "swiglu") else i
-    n = L * (4 * h * h + h * (ffn_in + i)) + h * h + config.vocab_size * h
-    return 6 * n + 12 * L * seq_len * h
+    n = L * (4 * h * h + h * (ffn_in + i)) + h * h
+    if config.pretraining_objectives == ["rtd"]:  # a one-score head instead of the vocabulary
+        return 6 * (n + h) + 12 * L * seq_len * h + flops_per_token(config.generator_config(), seq_len)
+    return 6 * (n + config.vocab_size * h) + 12 * L * seq_len * h
 
 
 def evaluate(model, loader, accelerator, sentence_objective: bool) -> dict:
-    """MLM loss (mean over masked tokens), masked-token accuracy, perplexity (+ NSP/SOP accuracy)."""
+    """MLM loss (mean over masked tokens), masked-token accuracy, perplexity (+ NSP/SOP accuracy). With replaced-token
+    detection these are the generator's, plus the discriminator's accuracy over all real positions and its recall
+    of the replaced ones (`eval_rtd_accuracy`, `eval_rtd_recall`)."""
     model.eval()
     totals = torch.zeros(5, dtype=torch.float64, device=accelerator.device)
+    rtd = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # correct, positions, caught, replaced
     for batch in loader:
         with torch.no_grad():
             out = model(**batch)
         labels = batch["labels"]
+        if getattr(out, "rtd_labels", None) is not None:
+            real = torch.ones_like(out.rtd_labels) if batch.get("attention_mask") is None else batch["attention_mask"]
+            real = real.to(torch.float)
+            guess = (out.logits > 0).to(torch.float)
+            rtd += accelerator.gather_for_metrics(torch.stack([
+                ((guess == out.rtd_labels) * real).sum(1), real.sum(1),
+                (guess * out.rtd_labels * real).sum(1), (out.rtd_labels * real).sum(1),
+            ], dim=1)).sum(0).double()  # fmt: skip
+            out.logits = out.generator_logits
         logits = out.logits if getattr(out, "prediction_logits", None) is None else out.prediction_logits
         chosen = labels != -100
         if out.prediction_labels is None:  # dense logits (B, T, V)
@@ -216,6 +261,9 @@ def evaluate(model, loader, accelerator, sentence_objective: bool) -> dict:
     }
     if sentence_objective:
         metrics["eval_sentence_accuracy"] = round((totals[3] / totals[4].clamp(min=1)).item(), 4)
+    if rtd[1] > 0:
+        metrics["eval_rtd_accuracy"] = round((rtd[0] / rtd[1]).item(), 4)
+        metrics["eval_rtd_recall"] = round((rtd[2] / rtd[3].clamp(min=1)).item(), 4)
     return metrics
 
 
@@ -233,10 +281,8 @@ def global_token_mean_loss(outputs, labels, accelerator):
     mlm_loss = outputs.mlm_loss if getattr(outputs, "mlm_loss", None) is not None else outputs.loss
     local = (labels != -100).sum().float()
     total = accelerator.reduce(local.clone(), reduction="sum").clamp(min=1.0)
-    loss = mlm_loss * local * accelerator.num_processes / total
-    if getattr(outputs, "sentence_loss", None) is not None:
-        loss = loss + outputs.sentence_loss  # a mean over equally sized per-process batches: already consistent
-    return loss
+    # the rest (NSP/SOP, or the weighted replaced-token loss) is a mean over equally sized per-process batches
+    return mlm_loss * local * accelerator.num_processes / total + (outputs.loss - mlm_loss)
 
 
 def fill_mask(model, tokenizer, text: str, k: int = 5) -> list[str]:
@@ -265,10 +311,15 @@ def build_tokenizer(accelerator, model_args, raw, text_column: str, output_dir: 
     )  # fmt: skip
 
 
-def build_model(model_args: BertModelArguments, sentence_objective: str, tokenizer):
-    """The checkpoint to continue, or a new model sized for `tokenizer`; with the NSP/SOP head when asked."""
+def build_model(model_args: BertModelArguments, mlm_args: MLMArguments, tokenizer):
+    """The checkpoint to continue, or a new model sized for `tokenizer`; with the NSP/SOP head or the RTD generator
+    when asked."""
+    sentence_objective = mlm_args.sentence_objective
     with_pairs = sentence_objective != "none"
+    rtd = mlm_args.token_objective == "rtd"
     if model_args.model_name_or_path:
+        if rtd:  # a saved RTD run continues with its generator; from an MLM checkpoint the generator starts new
+            return ToolkitBertForReplacedTokenDetection.from_pretrained(model_args.model_name_or_path)
         auto = AutoModelForPreTraining if with_pairs else AutoModelForMaskedLM
         return auto.from_pretrained(model_args.model_name_or_path)
     config = ToolkitBertConfig(
@@ -283,7 +334,10 @@ def build_model(model_args: BertModelArguments, sentence_objective: str, tokeniz
         use_bias=model_args.use_bias,
         hidden_dropout_prob=model_args.hidden_dropout_prob,
         attention_probs_dropout_prob=model_args.attention_probs_dropout_prob,
-        pretraining_objectives=["mlm", sentence_objective] if with_pairs else ["mlm"],
+        pretraining_objectives=["rtd"] if rtd else ["mlm", sentence_objective] if with_pairs else ["mlm"],
+        generator_hidden_size=model_args.generator_hidden_size,
+        generator_num_hidden_layers=model_args.generator_num_hidden_layers,
+        rtd_loss_weight=model_args.rtd_loss_weight,
         sparse_prediction=model_args.sparse_prediction,
         pad_vocab_to_multiple_of=model_args.pad_vocab_to_multiple_of,
         attn_implementation=model_args.attn_implementation,
@@ -293,6 +347,8 @@ def build_model(model_args: BertModelArguments, sentence_objective: str, tokeniz
         sep_token_id=tokenizer.sep_token_id,
         mask_token_id=tokenizer.mask_token_id,
     )
+    if rtd:
+        return ToolkitBertForReplacedTokenDetection(config)
     return (ToolkitBertForPreTraining if with_pairs else ToolkitBertForMaskedLM)(config)
 
 
@@ -328,6 +384,25 @@ def mlm_loaders(accelerator, tokenizer, model, train_set, eval_set, mlm_args, da
 def model_card(mlm_args, data_args, training_args, n_params: int, steps: int, eval_metrics: dict, eval_size: int):
     """The model card's `CardInfo` and `CardMetric`s."""
     trained_on, evaluated_on = pretraining_data_names(data_args)
+    if mlm_args.token_objective == "rtd":
+        card = CardInfo(
+            title=os.path.basename(os.path.normpath(training_args.output_dir)),
+            summary=(
+                f"A BERT-style encoder (`toolkit_bert`; {n_params / 1e6:.1f} M parameters with the generator) "
+                f"pretrained with ELECTRA's replaced-token detection on `{trained_on}` for {steps} steps. Load "
+                "the encoder for fine-tuning with `AutoModelForSequenceClassification` (the generator and the "
+                "detection head are not used there). Masked-token accuracy and perplexity are the generator's."
+            ),
+            datasets=hub_datasets(data_args),
+            tags=["bert", "electra", "replaced-token-detection"],
+            pipeline_tag="feature-extraction",
+        )
+        names = ("rtd_accuracy", "accuracy", "perplexity")
+        return card, [
+            CardMetric("token-classification" if name.startswith("rtd") else "fill-mask", name,
+                       eval_metrics[f"eval_{name}"], evaluated_on, num_samples=eval_size)
+            for name in names if f"eval_{name}" in eval_metrics
+        ]  # fmt: skip
     objective = f" + {mlm_args.sentence_objective.upper()}" if mlm_args.sentence_objective != "none" else ""
     card = CardInfo(
         title=os.path.basename(os.path.normpath(training_args.output_dir)),
@@ -382,7 +457,7 @@ def main(
             eval_set = build_examples(raw["validation"], tokenizer, mlm_args, data_args, training_args.seed + 1)
 
     # --- model ---
-    model = build_model(model_args, mlm_args.sentence_objective, tokenizer)
+    model = build_model(model_args, mlm_args, tokenizer)
     with_pairs = mlm_args.sentence_objective != "none"
     n_params = sum(p.numel() for p in model.parameters())
     model.to(accelerator.device)
@@ -473,7 +548,9 @@ def main(
     return finish_run(
         accelerator, training_args, model, tokenizer, results=results, log_history=state.log_history,
         run_config=run_config, card=card, card_metrics=card_metrics,
-        write_outputs=functools.partial(print_fill_mask, accelerator, tokenizer, mlm_args.fill_mask_text, training_args.output_dir),
+        write_outputs=None if mlm_args.token_objective == "rtd" else functools.partial(
+            print_fill_mask, accelerator, tokenizer, mlm_args.fill_mask_text, training_args.output_dir
+        ),
     )  # fmt: skip
 
 

@@ -268,3 +268,19 @@ def test_translation_claims_read_the_numbers():
     assert "Transformer matches or beats the best attention RNN: supported" in text and "(2.00x)" in text
     tiny = [dict(r, bleu=0.1) for r in rows]
     assert report.translation_claims(tiny)[0].startswith("- **Inconclusive**")
+
+
+def test_an_electra_pretraining_is_named_with_both_accuracies_and_plotted(tmp_path):
+    (args,) = report.parse_args(["--config", "recipes/configs/report/smoke.yaml", "--output_dir", str(tmp_path)])
+    curve = [
+        {"step": s, "eval_accuracy": a, "eval_rtd_accuracy": r, "eval_rtd_recall": c}
+        for s, a, r, c in ((0, 0.0, 0.5, 0.4), (100, 0.114, 0.772, 0.031))
+    ]
+    pretrain = {"bert": {"config": "x.yaml", "task_adaptive": True, "results": {"tokens_seen": 2e6}, "curve": curve}}
+    report.write_report(args, {"pretrain": pretrain})
+    text = (tmp_path / "REPORT.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| bert"))
+    assert row.startswith("| bert (ELECTRA) |") and "| 100 | 2.0 M |" in row
+    assert "replaced-token accuracy 77.2% (recall 3.1%), generator's masked accuracy 11.4%" in row
+    report.plot_pretraining(pretrain, str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").stat().st_size > 1000

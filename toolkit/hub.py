@@ -174,6 +174,17 @@ vectors = out.stacked_hidden_states.mean(1)  # the scalar mix with equal weights
 ```
 Positions 0 and -1 of every row are the sentence markers `<s>` / `</s>`.
 With the toolkit installed: `toolkit embed --model <folder> --text "He sat on the bank of the river ."`."""
+    if architecture.endswith("ForReplacedTokenDetection"):
+        return f"""```python
+from transformers import AutoModelForSequenceClassification, AutoModelForPreTraining, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{repo}", trust_remote_code=True)
+# fine-tuning starts from the encoder (the generator and the detection head are left out)
+classifier = AutoModelForSequenceClassification.from_pretrained("{repo}", num_labels=2, trust_remote_code=True)
+# the pretraining model itself: a score per token, > 0 where the token looks replaced
+detector = AutoModelForPreTraining.from_pretrained("{repo}", trust_remote_code=True).eval()
+print(detector(**tokenizer(["the cat sat on the bank"], return_tensors="pt")).logits)
+```"""
     if architecture.endswith(("ForMaskedLM", "ForPreTraining")) or model_type == "toolkit_bert":
         return f"""```python
 from transformers import pipeline

@@ -235,9 +235,9 @@ def test_unseen_label_and_missing_column_are_one_line_errors(data, tmp_path, cap
     assert err == "error: column 'sentiment' not found in the training data; columns are: sentence, label"
 
 
-def _tiny_bert_dir(root, data):
+def _tiny_bert_dir(root, data, **config_overrides):
     from toolkit.data import train_wordpiece
-    from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForMaskedLM
+    from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForMaskedLM, ToolkitBertForReplacedTokenDetection
 
     with open(data["train"], encoding="utf-8") as f:
         texts = [line.split("\t")[0] for line in f][1:]
@@ -251,9 +251,11 @@ def _tiny_bert_dir(root, data):
         max_position_embeddings=64,
         pad_token_id=tokenizer.pad_token_id,
         cls_token_id=tokenizer.cls_token_id,
+        **config_overrides,
     )
     torch.manual_seed(0)
-    ToolkitBertForMaskedLM(config).save_pretrained(root)
+    rtd = config.pretraining_objectives == ["rtd"]
+    (ToolkitBertForReplacedTokenDetection if rtd else ToolkitBertForMaskedLM)(config).save_pretrained(root)
     tokenizer.save_pretrained(root)
     return root
 
@@ -268,6 +270,21 @@ def test_toolkit_bert_backbone(data, tmp_path):
     assert results["validation_accuracy"] >= 0.6  # a random-init tiny BERT, 150 steps: well above chance (1/3)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["model_type"] == "toolkit_bert" and config["id2label"]["2"] == "pos"
+
+
+def test_electra_checkpoint_fine_tunes_its_encoder(data, tmp_path, capsys):
+    backbone = _tiny_bert_dir(tmp_path / "electra", data, pretraining_objectives=["rtd"])
+    results = _run(
+        _recipe(),
+        _args(data, tmp_path / "run", "--model_name_or_path", str(backbone), "--learning_rate", "3e-3"),
+    )
+    assert results["backbone"] == "bert" and results["validation_accuracy"] >= 0.6
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "run" / "model.safetensors"))
+    assert not any(k.startswith(("generator", "discriminator_head")) for k in saved)  # the encoder only
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["architectures"] == ["ToolkitBertForSequenceClassification"]
 
 
 def test_narrow_bert_gets_the_small_row_and_frozen_embeddings_stay(data, tmp_path, capsys):

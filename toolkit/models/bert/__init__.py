@@ -9,6 +9,7 @@ from .configuration_bert import ToolkitBertConfig
 from .modeling_bert import (
     ToolkitBertForMaskedLM,
     ToolkitBertForPreTraining,
+    ToolkitBertForReplacedTokenDetection,
     ToolkitBertForSequenceClassification,
     ToolkitBertModel,
     ToolkitBertPreTrainedModel,
@@ -41,6 +42,9 @@ def register() -> None:
     for auto_cls, model_cls in pairs:
         auto_cls.register(ToolkitBertConfig, model_cls, exist_ok=True)
         model_cls.register_for_auto_class(auto_cls.__name__)
+    # ELECTRA's discriminator checkpoints load with `AutoModelForPreTraining` as HF's ELECTRA does (their saved
+    # auto_map says so); in this process that Auto class keeps building the MLM + NSP/SOP model of the config.
+    ToolkitBertForReplacedTokenDetection.register_for_auto_class("AutoModelForPreTraining")
     _registered = True
 
 
@@ -51,5 +55,6 @@ __all__ = [
     "ToolkitBertForMaskedLM",
     "ToolkitBertForPreTraining",
     "ToolkitBertForSequenceClassification",
+    "ToolkitBertForReplacedTokenDetection",
     "register",
 ]

@@ -6,7 +6,7 @@ Self-contained: imports only ``transformers``, so it ships with ``save_pretraine
 from transformers import PretrainedConfig
 
 _ACTIVATIONS = ("gelu", "gelu_new", "relu", "geglu", "swiglu")
-_OBJECTIVES = ("mlm", "nsp", "sop")
+_OBJECTIVES = ("mlm", "nsp", "sop", "rtd")
 
 
 class ToolkitBertConfig(PretrainedConfig):
@@ -35,7 +35,15 @@ class ToolkitBertConfig(PretrainedConfig):
         use_bias (`bool`, defaults to `True`): whether the linear layers of the encoder blocks have biases.
         pretraining_objectives (`list[str]`, defaults to `["mlm"]`): any of `["mlm"]`, `["mlm", "nsp"]`,
             `["mlm", "sop"]`. With `"nsp"` or `"sop"`, [`ToolkitBertForPreTraining`] has a 2-way sentence-relation
-            head on the pooled output (NSP: Devlin et al., 2019; SOP: Lan et al., 2020, ALBERT).
+            head on the pooled output (NSP: Devlin et al., 2019; SOP: Lan et al., 2020, ALBERT). `["rtd"]` is
+            replaced-token detection (ELECTRA, Clark et al., 2020): [`ToolkitBertForReplacedTokenDetection`] trains
+            a small MLM generator beside the encoder, which learns from every position whether its token was
+            replaced by the generator's sample.
+        generator_hidden_size, generator_num_hidden_layers, generator_num_attention_heads,
+            generator_intermediate_size (`int`, *optional*): the RTD generator's shape; default a quarter of the
+            encoder's width (ELECTRA found 1/4-1/2 best), heads and feed-forward scaled with it, as many layers.
+        rtd_loss_weight (`float`, defaults to 50.0): weight of the discriminator's loss against the generator's
+            MLM loss (ELECTRA's lambda).
         attn_implementation (`str`, defaults to `"sdpa"`): `"sdpa"` (torch scaled_dot_product_attention) or
             `"eager"` (the plain reference implementation; also used for calls with `output_attentions=True`).
         sparse_prediction (`bool`, defaults to `False`): when labels are given, run the MLM head only on masked
@@ -88,6 +96,11 @@ class ToolkitBertConfig(PretrainedConfig):
         classifier_dropout=None,
         classifier_pooling="cls",
         initializer_range=0.02,
+        generator_hidden_size=None,
+        generator_num_hidden_layers=None,
+        generator_num_attention_heads=None,
+        generator_intermediate_size=None,
+        rtd_loss_weight=50.0,
         pad_token_id=0,
         cls_token_id=101,
         sep_token_id=102,
@@ -101,8 +114,10 @@ class ToolkitBertConfig(PretrainedConfig):
         if hidden_act not in _ACTIVATIONS:
             raise ValueError(f"hidden_act must be one of {_ACTIVATIONS}, got {hidden_act!r}")
         pretraining_objectives = list(pretraining_objectives)
-        if "mlm" not in pretraining_objectives or any(o not in _OBJECTIVES for o in pretraining_objectives):
-            raise ValueError(f"pretraining_objectives must contain 'mlm' and only {_OBJECTIVES}")
+        if pretraining_objectives != ["rtd"] and (
+            "mlm" not in pretraining_objectives or any(o not in _OBJECTIVES[:3] for o in pretraining_objectives)
+        ):
+            raise ValueError(f"pretraining_objectives must be ['rtd'] or contain 'mlm' and only {_OBJECTIVES[:3]}")
         if "nsp" in pretraining_objectives and "sop" in pretraining_objectives:
             raise ValueError("choose one of 'nsp' and 'sop'")
         if attn_implementation not in ("sdpa", "eager", None):
@@ -134,6 +149,19 @@ class ToolkitBertConfig(PretrainedConfig):
             raise ValueError(f"classifier_pooling '{classifier_pooling}' is not one of cls, mean")
         self.classifier_pooling = classifier_pooling
         self.initializer_range = initializer_range
+        self.generator_hidden_size = generator_hidden_size or max(hidden_size // 4, num_attention_heads)
+        ratio = self.generator_hidden_size / hidden_size
+        self.generator_num_hidden_layers = generator_num_hidden_layers or num_hidden_layers
+        self.generator_num_attention_heads = generator_num_attention_heads or max(
+            1, round(num_attention_heads * ratio)
+        )
+        self.generator_intermediate_size = generator_intermediate_size or max(1, round(intermediate_size * ratio))
+        if self.generator_hidden_size % self.generator_num_attention_heads:
+            raise ValueError(
+                f"generator_hidden_size {self.generator_hidden_size} is not a multiple of "
+                f"generator_num_attention_heads {self.generator_num_attention_heads}"
+            )
+        self.rtd_loss_weight = rtd_loss_weight
         self.cls_token_id = cls_token_id
         self.sep_token_id = sep_token_id
         self.mask_token_id = mask_token_id
@@ -149,6 +177,23 @@ class ToolkitBertConfig(PretrainedConfig):
         """Rows of the embedding matrix: `vocab_size` rounded up to `pad_vocab_to_multiple_of`."""
         m = self.pad_vocab_to_multiple_of
         return (self.vocab_size + m - 1) // m * m
+
+    def generator_config(self) -> "ToolkitBertConfig":
+        """The config of the RTD generator: this one, with the generator's shape and an MLM objective."""
+        kwargs = self.to_dict()
+        for key in ("model_type", "transformers_version", "architectures", "auto_map", "_name_or_path"):
+            kwargs.pop(key, None)
+        kwargs.update(
+            hidden_size=self.generator_hidden_size,
+            num_hidden_layers=self.generator_num_hidden_layers,
+            num_attention_heads=self.generator_num_attention_heads,
+            intermediate_size=self.generator_intermediate_size,
+            pretraining_objectives=["mlm"],
+            sparse_prediction=True,
+        )
+        for key in [k for k in kwargs if k.startswith("generator_")]:
+            kwargs.pop(key)
+        return ToolkitBertConfig(**kwargs)
 
     @property
     def sentence_objective(self):

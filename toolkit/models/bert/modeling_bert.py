@@ -11,6 +11,9 @@ Features and where they come from:
   Goldstein, 2022, "Cramming" (arXiv:2212.14034).
 - Sentence-order prediction (`pretraining_objectives=["mlm", "sop"]`): ALBERT (Lan et al., 2020,
   arXiv:1909.11942).
+- Replaced-token detection (`pretraining_objectives=["rtd"]`, `ToolkitBertForReplacedTokenDetection`): ELECTRA
+  (Clark et al., 2020, arXiv:2003.10555): a small MLM generator sharing the embeddings, a per-token
+  replaced/original head, loss `mlm + 50 * rtd`.
 - Fused QKV projection and `torch.nn.functional.scaled_dot_product_attention` (FlashAttention, Dao et al., 2022,
   arXiv:2205.14135, on CUDA) through transformers' attention interface (`ALL_ATTENTION_FUNCTIONS`, signature
   `(module, query, key, value, attention_mask, scaling, dropout)`, as the Transformer family);
@@ -113,6 +116,32 @@ class ToolkitBertForPreTrainingOutput(ModelOutput):
     sentence_loss: torch.Tensor | None = None
     prediction_logits: torch.Tensor | None = None
     seq_relationship_logits: torch.Tensor | None = None
+    prediction_labels: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class ToolkitBertForReplacedTokenDetectionOutput(ModelOutput):
+    """Output of [`ToolkitBertForReplacedTokenDetection`].
+
+    Args:
+        loss: `mlm_loss + config.rtd_loss_weight * rtd_loss` (when `labels` is given).
+        mlm_loss: the generator's cross-entropy on the masked positions.
+        rtd_loss: the discriminator's binary cross-entropy, a mean over the real (unpadded) positions.
+        logits: (B, T) replaced-token scores of the discriminator (> 0: replaced).
+        rtd_labels: (B, T) 1.0 where the discriminator's input differs from the original text (when `labels`).
+        generator_logits: (N, vocab_size) generator scores at the N masked positions (row-major order of `labels`).
+        prediction_labels: (N,) the original tokens at those positions.
+        hidden_states, attentions: the discriminator's, as in transformers.
+    """
+
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    rtd_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    rtd_labels: torch.Tensor | None = None
+    generator_logits: torch.Tensor | None = None
     prediction_labels: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
@@ -381,12 +410,14 @@ class ToolkitBertPooler(nn.Module):
 
 
 class ToolkitBertMLMHead(nn.Module):
-    """transform (dense, activation, LayerNorm) then a decoder tied to the word embeddings, plus an output bias."""
+    """transform (dense, activation, LayerNorm) then a decoder tied to the word embeddings, plus an output bias.
+    `input_size` (default `hidden_size`): the width it reads, e.g. an ELECTRA generator's, narrower than the
+    embeddings it shares."""
 
-    def __init__(self, config: ToolkitBertConfig):
+    def __init__(self, config: ToolkitBertConfig, input_size: int | None = None):
         super().__init__()
         self.vocab_size = config.vocab_size
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
+        self.dense = nn.Linear(input_size or config.hidden_size, config.hidden_size, bias=config.use_bias)
         self.act = _activation(config.hidden_act)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.decoder = nn.Linear(config.hidden_size, config.padded_vocab_size, bias=False)
@@ -402,6 +433,19 @@ class ToolkitBertMLMHead(nn.Module):
         return F.linear(h, self.decoder.weight, bias)
 
 
+class ToolkitBertRTDHead(nn.Module):
+    """ELECTRA's discriminator head: dense, activation, then one replaced-token score per position."""
+
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = _activation(config.hidden_act)
+        self.score = nn.Linear(config.hidden_size, 1)
+
+    def forward(self, hidden_states):
+        return self.score(self.act(self.dense(hidden_states)))
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # models
 
@@ -414,6 +458,9 @@ class ToolkitBertPreTrainedModel(PreTrainedModel):
     # Also the FSDP wrap list (accelerate_configs/fsdp.yaml): accelerate shards the input embeddings in a group of
     # their own, so listing the embeddings module here would shard the word embeddings twice.
     _no_split_modules = ["ToolkitBertLayer"]
+    # an ELECTRA checkpoint (`ToolkitBertForReplacedTokenDetection`) also holds its generator and detection head:
+    # every other head loads its encoder and leaves those behind without listing them
+    _keys_to_ignore_on_load_unexpected = [r"^generator(_in|_head)?\.", r"^discriminator_head\."]
 
     def _init_weights(self, module):
         """BERT initialisation: N(0, initializer_range) for linear and embedding weights, zero biases, unit
@@ -716,6 +763,92 @@ class ToolkitBertForPreTraining(ToolkitBertPreTrainedModel):
         return out if return_dict else out.to_tuple()
 
 
+class ToolkitBertForReplacedTokenDetection(ToolkitBertPreTrainedModel):
+    """ELECTRA pretraining (Clark et al., 2020): a small MLM generator predicts the masked positions, its samples
+    replace them, and the encoder (`bert`, the discriminator) learns from *every* position whether its token is the
+    original one. A masked LM learns from the masked positions only, which is why replaced-token detection learns
+    more per token seen at small budgets. As in ELECTRA, generator and encoder share the embeddings (token,
+    position, segment): the generator reads them through `generator_in` (to its narrower width), runs its own
+    blocks (`generator`), and its MLM head (`generator_head`) decodes with the shared word embeddings, whose every
+    row the generator's softmax trains. Fine-tuning loads `bert` (e.g. `AutoModelForSequenceClassification`); the
+    generator and the detection head are left behind.
+
+    With `labels` (the MLM collator's: original ids at the masked positions, -100 elsewhere) the forward pass runs
+    generator, sampling and discriminator and returns both losses; without, it scores `input_ids` as they are."""
+
+    _tied_weights_keys = {"generator_head.decoder.weight": "bert.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__(config)
+        generator_config = config.generator_config()
+        self.bert = ToolkitBertModel(config, add_pooling_layer=False)
+        self.discriminator_head = ToolkitBertRTDHead(config)
+        self.generator_in = nn.Linear(config.hidden_size, generator_config.hidden_size)
+        self.generator = ToolkitBertEncoder(generator_config)
+        self.generator_head = ToolkitBertMLMHead(config, input_size=generator_config.hidden_size)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.generator_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.generator_head.decoder = new_embeddings
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        masked_positions=None,
+        **kwargs,
+    ):
+        """labels / masked_positions: as for [`ToolkitBertForMaskedLM.forward`]."""
+        return_dict = self._resolve(return_dict, self.config.return_dict)
+        common = {"attention_mask": attention_mask, "token_type_ids": token_type_ids, "position_ids": position_ids}
+        mlm_loss = generator_logits = prediction_labels = rtd_labels = None
+        discriminator_input = input_ids
+        if labels is not None:
+            flat_labels = labels.reshape(-1)
+            if masked_positions is None:
+                masked_positions = (flat_labels != -100).nonzero().squeeze(1)
+            shared = self.bert.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, C)
+            generated = self.generator(self.generator_in(shared), _prepare_attention_mask(attention_mask))[0]
+            generator_logits, mlm_loss, prediction_labels = _mlm_logits_and_loss(
+                self.generator_head, generated, labels, True, self.config.vocab_size, masked_positions
+            )
+            with torch.no_grad():  # sampling is not differentiated: the detection loss never reaches the generator
+                sampled = torch.multinomial(F.softmax(generator_logits.float(), dim=-1), 1).squeeze(1)
+                original = torch.where(labels == -100, input_ids, labels).reshape(-1)
+                corrupted = original.index_copy(0, masked_positions, sampled)
+                rtd_labels = (corrupted != original).to(torch.float).view_as(input_ids)
+                discriminator_input = corrupted.view_as(input_ids)
+        enc = self.bert(
+            discriminator_input, **common, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True,
+        )  # fmt: skip
+        logits = self.discriminator_head(enc.last_hidden_state).squeeze(-1)  # (B, T)
+        loss = rtd_loss = None
+        if labels is not None:
+            per_token = F.binary_cross_entropy_with_logits(logits.float(), rtd_labels, reduction="none")
+            if attention_mask is None:
+                rtd_loss = per_token.mean()
+            else:
+                real = attention_mask.to(per_token.dtype)
+                rtd_loss = (per_token * real).sum() / real.sum().clamp(min=1.0)
+            loss = mlm_loss + self.config.rtd_loss_weight * rtd_loss
+        out = ToolkitBertForReplacedTokenDetectionOutput(
+            loss=loss, mlm_loss=mlm_loss, rtd_loss=rtd_loss, logits=logits, rtd_labels=rtd_labels,
+            generator_logits=generator_logits, prediction_labels=prediction_labels,
+            hidden_states=enc.hidden_states, attentions=enc.attentions,
+        )  # fmt: skip
+        return out if return_dict else out.to_tuple()
+
+
 class ToolkitBertForSequenceClassification(ToolkitBertPreTrainedModel):
     """Pooled [CLS] -> dropout -> linear. Loss follows `config.problem_type` as in transformers: regression
     (num_labels == 1, MSE), single_label_classification (integer labels, cross-entropy), or
@@ -789,6 +922,8 @@ __all__ = [
     "ToolkitBertForMaskedLM",
     "ToolkitBertForPreTraining",
     "ToolkitBertForSequenceClassification",
+    "ToolkitBertForReplacedTokenDetection",
+    "ToolkitBertForReplacedTokenDetectionOutput",
     "ToolkitBertMaskedLMOutput",
     "ToolkitBertForPreTrainingOutput",
     "eager_attention_forward",
