@@ -130,6 +130,15 @@ class BertModelArguments:
             raise ValueError(f"classifier_pooling '{self.classifier_pooling}' is not one of cls, mean")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError("hidden_size must be a multiple of num_attention_heads")
+        for name in ("generator_hidden_size", "generator_num_hidden_layers"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # the generator's heads follow its width: a width they do not divide is found here, not after the data
+        ToolkitBertConfig(
+            hidden_size=self.hidden_size, num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size, generator_hidden_size=self.generator_hidden_size,
+            pretraining_objectives=["rtd"],
+        )  # fmt: skip
 
 
 @dataclass

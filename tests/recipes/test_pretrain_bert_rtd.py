@@ -70,6 +70,11 @@ def test_wrong_objectives_are_one_line_errors(tmp_path, capsys):
         recipe.parse_args([*TINY, "--token_objective", "electra", *out])
     assert exit_info.value.code == 2
     assert "invalid choice: 'electra' (choose from 'mlm', 'rtd')" in capsys.readouterr().err
+    with pytest.raises(
+        UserError, match="generator_hidden_size 200 is not a multiple of generator_num_attention_heads 3"
+    ):
+        recipe.parse_args([*TINY, "--hidden_size", "768", "--num_attention_heads", "12", "--generator_hidden_size",
+                           "200", *out])  # fmt: skip
     config = tmp_path / "bad.yaml"
     config.write_text("token_objective: electra\n")
     with pytest.raises(UserError, match="token_objective in config file .* must be one of"):

@@ -149,19 +149,22 @@ class ToolkitBertConfig(PretrainedConfig):
             raise ValueError(f"classifier_pooling '{classifier_pooling}' is not one of cls, mean")
         self.classifier_pooling = classifier_pooling
         self.initializer_range = initializer_range
-        self.generator_hidden_size = generator_hidden_size or max(hidden_size // 4, num_attention_heads)
-        ratio = self.generator_hidden_size / hidden_size
-        self.generator_num_hidden_layers = generator_num_hidden_layers or num_hidden_layers
-        self.generator_num_attention_heads = generator_num_attention_heads or max(
-            1, round(num_attention_heads * ratio)
-        )
-        self.generator_intermediate_size = generator_intermediate_size or max(1, round(intermediate_size * ratio))
-        if self.generator_hidden_size % self.generator_num_attention_heads:
-            raise ValueError(
-                f"generator_hidden_size {self.generator_hidden_size} is not a multiple of "
-                f"generator_num_attention_heads {self.generator_num_attention_heads}"
+        if pretraining_objectives == ["rtd"]:  # the generator's shape; other configs do not carry these keys
+            self.generator_hidden_size = generator_hidden_size or max(hidden_size // 4, num_attention_heads)
+            ratio = self.generator_hidden_size / hidden_size
+            self.generator_num_hidden_layers = generator_num_hidden_layers or num_hidden_layers
+            self.generator_num_attention_heads = generator_num_attention_heads or max(
+                1, round(num_attention_heads * ratio)
             )
-        self.rtd_loss_weight = rtd_loss_weight
+            self.generator_intermediate_size = generator_intermediate_size or max(1, round(intermediate_size * ratio))
+            if self.generator_hidden_size % self.generator_num_attention_heads:
+                raise ValueError(
+                    f"generator_hidden_size {self.generator_hidden_size} is not a multiple of "
+                    f"generator_num_attention_heads {self.generator_num_attention_heads} (by default "
+                    "num_attention_heads x generator_hidden_size / hidden_size, rounded): choose a width that count "
+                    "divides"
+                )
+            self.rtd_loss_weight = rtd_loss_weight
         self.cls_token_id = cls_token_id
         self.sep_token_id = sep_token_id
         self.mask_token_id = mask_token_id
@@ -180,6 +183,8 @@ class ToolkitBertConfig(PretrainedConfig):
 
     def generator_config(self) -> "ToolkitBertConfig":
         """The config of the RTD generator: this one, with the generator's shape and an MLM objective."""
+        if self.pretraining_objectives != ["rtd"]:
+            raise ValueError("only a config with pretraining_objectives ['rtd'] has a generator")
         kwargs = self.to_dict()
         for key in ("model_type", "transformers_version", "architectures", "auto_map", "_name_or_path"):
             kwargs.pop(key, None)
@@ -191,7 +196,7 @@ class ToolkitBertConfig(PretrainedConfig):
             pretraining_objectives=["mlm"],
             sparse_prediction=True,
         )
-        for key in [k for k in kwargs if k.startswith("generator_")]:
+        for key in [k for k in kwargs if k.startswith("generator_") or k == "rtd_loss_weight"]:
             kwargs.pop(key)
         return ToolkitBertConfig(**kwargs)
 
