@@ -300,6 +300,10 @@ def data_flags(prefix: str, dataset_name, dataset_config_name, train_file, valid
     )
 
 
+def corpus_name(args: ReportArguments) -> str:
+    return args.pretrain_train_file or f"{args.pretrain_dataset_name}/{args.pretrain_dataset_config_name}"
+
+
 def pretrain_paths(args: ReportArguments) -> dict[str, str]:
     return {kind: os.path.join(args.output_dir, "runs", "pretrain", kind) for kind in ("bert", "elmo")}
 
@@ -391,6 +395,7 @@ def stage_pretrain(args: ReportArguments, cls_data: dict | None) -> dict:
         history = read_json(os.path.join(pretrain_paths(args)[kind], "log_history.json"))
         out[kind] = {
             "config": configs[kind],
+            "corpus": corpus_name(args),  # recorded: a later `--stages classification` run may not repeat the flags
             "task_adaptive": bool(args.task_adaptive_pretraining and cls_data),
             "results": results,
             "curve": [e for e in history if any(k.startswith("eval_") for k in e)],
@@ -806,8 +811,8 @@ def write_report(args: ReportArguments, report: dict) -> None:
             "| model | corpus | task text added | steps | tokens seen | held-out metric |",
             "|---|---|---|---|---:|---|",
         ]
-        corpus = args.pretrain_train_file or f"{args.pretrain_dataset_name}/{args.pretrain_dataset_config_name}"
         for kind, info in report["pretrain"].items():
+            corpus = info.get("corpus") or corpus_name(args)
             last = info["curve"][-1] if info["curve"] else {}
             metric = (
                 f"masked accuracy {100 * last.get('eval_accuracy', float('nan')):.1f}%"

@@ -270,17 +270,18 @@ def test_translation_claims_read_the_numbers():
     assert report.translation_claims(tiny)[0].startswith("- **Inconclusive**")
 
 
-def test_an_electra_pretraining_is_named_with_both_accuracies_and_plotted(tmp_path):
+def test_the_pretraining_table_names_electra_and_the_recorded_corpus(tmp_path):
     (args,) = report.parse_args(["--config", "recipes/configs/report/smoke.yaml", "--output_dir", str(tmp_path)])
     curve = [
         {"step": s, "eval_accuracy": a, "eval_rtd_accuracy": r, "eval_rtd_recall": c}
         for s, a, r, c in ((0, 0.0, 0.5, 0.4), (100, 0.114, 0.772, 0.031))
     ]
-    pretrain = {"bert": {"config": "x.yaml", "task_adaptive": True, "results": {"tokens_seen": 2e6}, "curve": curve}}
-    report.write_report(args, {"pretrain": pretrain})
+    info = {"config": "x.yaml", "corpus": "my_books/", "task_adaptive": True, "results": {"tokens_seen": 2e6}}
+    pretrain = {"bert": {**info, "curve": curve}}
+    report.write_report(args, {"pretrain": pretrain})  # args name the demo corpus: the recorded one is shown
     text = (tmp_path / "REPORT.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| bert"))
-    assert row.startswith("| bert (ELECTRA) |") and "| 100 | 2.0 M |" in row
+    assert row.startswith("| bert (ELECTRA) | my_books/ | yes |") and "| 100 | 2.0 M |" in row
     assert "replaced-token accuracy 77.2% (recall 3.1%), generator's masked accuracy 11.4%" in row
     report.plot_pretraining(pretrain, str(tmp_path / "curves.png"))
     assert (tmp_path / "curves.png").stat().st_size > 1000
