@@ -168,8 +168,6 @@ class MLMArguments:
     def __post_init__(self):
         if self.sentence_objective not in ("none", "nsp", "sop"):
             raise ValueError(f"sentence_objective '{self.sentence_objective}' is not one of none, nsp, sop")
-        if self.token_objective not in ("mlm", "rtd"):
-            raise ValueError(f"token_objective '{self.token_objective}' is not one of mlm, rtd")
         if self.token_objective == "rtd" and self.sentence_objective != "none":
             raise ValueError("token_objective rtd and sentence_objective nsp/sop are exclusive")
         if self.sentence_objective != "none" and self.line_by_line:
