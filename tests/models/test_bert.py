@@ -4,14 +4,13 @@ padded vocabulary, conversion, trust_remote_code loading and trainability of the
 import copy
 import glob
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertForPreTraining, BertModel
 
+from tests.conftest import run_without_toolkit
 from tests.helpers.host_sync import host_sync_ops
 from toolkit.models.bert import (
     ToolkitBertConfig,
@@ -480,12 +479,6 @@ def test_gradient_checkpointing_same_grads():
 _REMOTE_SCRIPT = textwrap.dedent(
     """
     import sys, torch
-    try:
-        import toolkit  # noqa: F401
-    except ImportError as e:
-        assert "toolkit hidden" in str(e), e
-    else:
-        raise SystemExit("toolkit should not be importable here")
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
     ckpt, batch_path, out_path = sys.argv[1:4]
     batch = torch.load(batch_path)
@@ -512,28 +505,7 @@ def test_trust_remote_code_without_toolkit(tmp_path):
     ]
     batch = make_batch()
     torch.save(batch, tmp_path / "batch.pt")
-    hidden = tmp_path / "hidden" / "toolkit"
-    hidden.mkdir(parents=True)
-    (hidden / "__init__.py").write_text('raise ImportError("toolkit hidden")\n')
-    workdir = tmp_path / "elsewhere"
-    workdir.mkdir()
-    env = dict(os.environ)
-    env.update(
-        PYTHONPATH=str(hidden.parent),
-        HF_HUB_OFFLINE="1",
-        HF_MODULES_CACHE=str(tmp_path / "modules"),
-    )
-    script = tmp_path / "remote.py"
-    script.write_text(_REMOTE_SCRIPT)
-    result = subprocess.run(
-        [sys.executable, str(script), str(ckpt), str(tmp_path / "batch.pt"), str(tmp_path / "out.pt")],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_without_toolkit(tmp_path, _REMOTE_SCRIPT, ckpt, tmp_path / "batch.pt", tmp_path / "out.pt")
     remote = torch.load(tmp_path / "out.pt")
     with torch.no_grad():
         torch.testing.assert_close(remote["logits"], model(**batch).logits)

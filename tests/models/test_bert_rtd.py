@@ -1,9 +1,6 @@
 """ELECTRA's replaced-token detection (`ToolkitBertForReplacedTokenDetection`): which positions are labelled
 replaced, which loss trains which part, padding, and the saved checkpoint as fine-tuning and remote code load it."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -11,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
+from tests.conftest import run_without_toolkit
 from tests.models.test_bert import make_batch, mlm_labels, tiny_config
 from toolkit.models.bert import ToolkitBertConfig, ToolkitBertForReplacedTokenDetection, register
 
@@ -96,11 +94,6 @@ def test_padding_is_left_out_of_the_detection_loss_and_inference_scores_the_inpu
 _REMOTE = textwrap.dedent(
     """
     import sys, torch
-    try:
-        import toolkit  # noqa: F401
-        raise SystemExit("toolkit should not be importable here")
-    except ImportError as err:
-        assert "toolkit hidden" in str(err)
     from transformers import AutoModelForPreTraining, AutoModelForSequenceClassification
     batch = torch.load(sys.argv[2])
     detector = AutoModelForPreTraining.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
@@ -123,16 +116,7 @@ def test_checkpoint_gives_fine_tuning_the_encoder_and_loads_without_the_toolkit(
             assert torch.equal(value, encoder[key]), key
     batch = make_batch()
     torch.save(batch, tmp_path / "batch.pt")
-    hidden = tmp_path / "hidden" / "toolkit"
-    hidden.mkdir(parents=True)
-    (hidden / "__init__.py").write_text('raise ImportError("toolkit hidden")\n')
-    script = tmp_path / "remote.py"
-    script.write_text(_REMOTE)
-    env = {**os.environ, "PYTHONPATH": str(hidden.parent), "HF_HUB_OFFLINE": "1"}
-    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
-    args = [sys.executable, str(script), str(ckpt), str(tmp_path / "batch.pt"), str(tmp_path / "out.pt")]
-    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_without_toolkit(tmp_path, _REMOTE, ckpt, tmp_path / "batch.pt", tmp_path / "out.pt")
     remote = torch.load(tmp_path / "out.pt")
     assert remote["class"] == "ToolkitBertForReplacedTokenDetection"
     with torch.no_grad():

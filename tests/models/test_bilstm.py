@@ -1,15 +1,12 @@
 """BiLSTM-attention classifier: shapes, padding invariance, attention-pooling reference, learning, save/load."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
 from torch import nn
 
+from tests.conftest import run_without_toolkit
 from toolkit.models.bilstm import (
     BiLSTMConfig,
     BiLSTMForSequenceClassification,
@@ -182,18 +179,10 @@ def test_trust_remote_code_without_toolkit(tmp_path):
     expected = model(input_ids, attention_mask=attention_mask).logits
     torch.save({"input_ids": input_ids, "attention_mask": attention_mask}, tmp_path / "inputs.pt")
 
-    hidden = tmp_path / "hide" / "toolkit"
-    hidden.mkdir(parents=True)
-    (hidden / "__init__.py").write_text('raise ImportError("toolkit hidden")\n')
-    script = textwrap.dedent(
+    run_without_toolkit(
+        tmp_path,
         f"""
-        import sys, torch
-        try:
-            import toolkit
-        except ImportError as error:
-            assert "toolkit hidden" in str(error)
-        else:
-            sys.exit("toolkit is importable")
+        import torch
         from transformers import AutoModelForSequenceClassification
         model = AutoModelForSequenceClassification.from_pretrained({str(model_dir)!r}, trust_remote_code=True).eval()
         assert not type(model).__module__.startswith("toolkit"), type(model).__module__
@@ -201,13 +190,8 @@ def test_trust_remote_code_without_toolkit(tmp_path):
         with torch.no_grad():
             logits = model(**inputs).logits
         torch.save(logits, {str(tmp_path / "logits.pt")!r})
-        """
+        """,
     )
-    env = dict(os.environ, PYTHONPATH=str(tmp_path / "hide"), HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected.detach())
 
 

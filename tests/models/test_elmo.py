@@ -2,15 +2,12 @@
 checkpoint loading without the toolkit."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
 from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification, AutoTokenizer
 
+from tests.conftest import run_without_toolkit
 from tests.helpers.host_sync import host_sync_ops
 from toolkit.models.elmo import (
     ELMO_PRESETS,
@@ -385,18 +382,11 @@ def test_save_and_load_with_trust_remote_code_without_toolkit(tokenizer, tmp_pat
     assert type(clf).__name__ == "ElmoForSequenceClassification"
 
     # a process where importing toolkit fails
-    hidden = tmp_path / "hidden" / "toolkit"
-    hidden.mkdir(parents=True)
-    (hidden / "__init__.py").write_text('raise ImportError("toolkit hidden")\n')
-    script = textwrap.dedent(
+    run_without_toolkit(
+        tmp_path,
         f"""
         import torch
         from transformers import AutoModelForPreTraining, AutoTokenizer
-        try:
-            import toolkit
-            raise SystemExit("toolkit importable")
-        except ImportError:
-            pass
         tok = AutoTokenizer.from_pretrained({str(checkpoint)!r}, trust_remote_code=True)
         model = AutoModelForPreTraining.from_pretrained({str(checkpoint)!r}, trust_remote_code=True).eval()
         enc = tok({texts!r}, padding=True, return_tensors="pt")
@@ -404,17 +394,8 @@ def test_save_and_load_with_trust_remote_code_without_toolkit(tokenizer, tmp_pat
             out = model(**enc, labels=enc["input_ids"], output_hidden_states=True)
         torch.save({{"enc": dict(enc), "loss": out.loss, "logits": out.forward_logits,
                     "hidden": out.hidden_states[-1], "tok": type(tok).__name__}}, {str(tmp_path / "out.pt")!r})
-        """
+        """,
     )
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(tmp_path / "hidden"),
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
     got = torch.load(tmp_path / "out.pt")
     assert got["tok"] == "ElmoTokenizerFast"
     for key in enc:

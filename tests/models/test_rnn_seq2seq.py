@@ -4,12 +4,12 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM
 
+from tests.conftest import run_without_toolkit
 from toolkit.models import rnn_seq2seq as family
 from toolkit.models.rnn_seq2seq import (
     AdditiveAttention,
@@ -226,30 +226,18 @@ def test_save_load_generate_and_trust_remote_code(trained, tmp_path):
     if model.config.attention_type != "additive" or model.config.cell_type != "gru":
         return  # one variant is enough for the slow subprocess check
 
-    hidden = tmp_path / "hide"
-    (hidden / "toolkit").mkdir(parents=True)
-    (hidden / "toolkit" / "__init__.py").write_text('raise ImportError("toolkit hidden")\n')
-    env = dict(os.environ, PYTHONPATH=str(hidden), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
-    env["HF_MODULES_CACHE"] = str(tmp_path / "hf_modules")
-    code = f"""
+    stdout = run_without_toolkit(
+        tmp_path,
+        f"""
         import torch
-        try:
-            import toolkit
-        except ImportError:
-            pass
-        else:
-            raise SystemExit("toolkit importable")
         from transformers import AutoModelForSeq2SeqLM
         model = AutoModelForSeq2SeqLM.from_pretrained("{tmp_path / "ckpt"}", trust_remote_code=True).eval()
         sources = torch.tensor({SOURCES.tolist()})
         out = model.generate(sources, attention_mask=torch.ones_like(sources), max_new_tokens=8, num_beams=2)
         print(type(model).__module__, out.tolist())
-        """
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=env, capture_output=True, text=True
+        """,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    module, tokens = result.stdout.strip().split(" ", 1)
+    module, tokens = stdout.strip().split(" ", 1)
     assert not module.startswith("toolkit")
     assert tokens == str(expected.tolist())
 

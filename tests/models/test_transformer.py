@@ -1,15 +1,12 @@
 """Tests of the encoder-decoder Transformer family (toolkit/models/transformer)."""
 
 import math
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM
 
+from tests.conftest import run_without_toolkit
 from toolkit.models import transformer as family
 from toolkit.models.transformer import (
     TransformerSeq2SeqConfig,
@@ -233,20 +230,6 @@ def test_save_load_and_generate(trained, tmp_path):
                        model.generate(SOURCES, attention_mask=mask, max_new_tokens=8, num_beams=2))  # fmt: skip
 
 
-def run_without_toolkit(tmp_path, code: str) -> str:
-    """Run `code` in a fresh interpreter where `import toolkit` fails, outside the repository."""
-    hidden = tmp_path / "hide"
-    (hidden / "toolkit").mkdir(parents=True)
-    (hidden / "toolkit" / "__init__.py").write_text('raise ImportError("toolkit hidden")\n')
-    env = dict(os.environ, PYTHONPATH=str(hidden), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
-    env["HF_MODULES_CACHE"] = str(tmp_path / "hf_modules")
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
 def test_trust_remote_code_without_toolkit(trained, tmp_path):
     model, _ = trained
     model.save_pretrained(tmp_path / "ckpt")
@@ -255,12 +238,6 @@ def test_trust_remote_code_without_toolkit(trained, tmp_path):
         tmp_path,
         f"""
         import torch
-        try:
-            import toolkit
-        except ImportError:
-            pass
-        else:
-            raise SystemExit("toolkit importable")
         from transformers import AutoModelForSeq2SeqLM
         model = AutoModelForSeq2SeqLM.from_pretrained("{tmp_path / "ckpt"}", trust_remote_code=True).eval()
         sources = torch.tensor({SOURCES.tolist()})

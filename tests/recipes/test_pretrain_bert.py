@@ -5,14 +5,12 @@ cannot be imported."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 
-from tests.conftest import REPO, load_recipe
+from tests.conftest import REPO, load_recipe, run_without_toolkit
 
 
 def _recipe():
@@ -100,11 +98,6 @@ def test_mid_epoch_resume_is_exact(tiny_run, tmp_path):
 _REMOTE = textwrap.dedent(
     """
     import sys, torch
-    try:
-        import toolkit  # noqa: F401
-        raise SystemExit("toolkit should not be importable here")
-    except ImportError as err:
-        assert "toolkit hidden" in str(err)
     from transformers import AutoModelForMaskedLM, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
     model = AutoModelForMaskedLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
@@ -117,26 +110,7 @@ _REMOTE = textwrap.dedent(
 
 def test_saved_model_loads_without_toolkit(tiny_run, tmp_path):
     _, out, _ = tiny_run
-    hidden = tmp_path / "hidden" / "toolkit"
-    hidden.mkdir(parents=True)
-    (hidden / "__init__.py").write_text('raise ImportError("toolkit hidden")\n')
-    script = tmp_path / "remote.py"
-    script.write_text(_REMOTE)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(hidden.parent),
-        "HF_HUB_OFFLINE": "1",
-        "HF_MODULES_CACHE": str(tmp_path / "modules"),
-    }
-    result = subprocess.run(
-        [sys.executable, str(script), out, str(tmp_path / "out.pt")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_without_toolkit(tmp_path, _REMOTE, out, tmp_path / "out.pt")
     remote = torch.load(tmp_path / "out.pt")
     from toolkit.models.bert import ToolkitBertForMaskedLM
 

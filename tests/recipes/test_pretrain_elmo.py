@@ -7,14 +7,12 @@ import glob
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 
-from tests.conftest import REPO, load_recipe
+from tests.conftest import REPO, load_recipe, run_without_toolkit
 
 
 def _recipe():
@@ -144,11 +142,6 @@ def test_resume_without_carried_states_would_differ(tiny_run, tmp_path):
 _REMOTE = textwrap.dedent(
     """
     import sys, torch
-    try:
-        import toolkit  # noqa: F401
-        raise SystemExit("toolkit should not be importable here")
-    except ImportError as err:
-        assert "toolkit hidden" in str(err)
     from transformers import AutoModel, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
     model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
@@ -162,26 +155,7 @@ _REMOTE = textwrap.dedent(
 
 def test_saved_model_loads_without_toolkit(tiny_run, tmp_path):
     _, out, _ = tiny_run
-    hidden = tmp_path / "hidden" / "toolkit"
-    hidden.mkdir(parents=True)
-    (hidden / "__init__.py").write_text('raise ImportError("toolkit hidden")\n')
-    script = tmp_path / "remote.py"
-    script.write_text(_REMOTE)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(hidden.parent),
-        "HF_HUB_OFFLINE": "1",
-        "HF_MODULES_CACHE": str(tmp_path / "modules"),
-    }
-    result = subprocess.run(
-        [sys.executable, str(script), out, str(tmp_path / "out.pt")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_without_toolkit(tmp_path, _REMOTE, out, tmp_path / "out.pt")
     remote = torch.load(tmp_path / "out.pt")
     assert remote["tok"] == "ElmoTokenizerFast"
     from toolkit.models.elmo import ElmoModel, ElmoTokenizerFast
