@@ -1,7 +1,8 @@
 """Fine-tune a sentence (or sentence-pair) classifier on a pretrained backbone, or train the BiLSTM baseline from scratch.
 
 Backbones (`--model_name_or_path`):
-- a toolkit BERT checkpoint (`toolkit_bert`): [CLS]-pooler -> dropout -> linear, whole network fine-tuned;
+- a toolkit BERT checkpoint (`toolkit_bert`): [CLS]-pooler (or the mean of the last layer, or a task BiLSTM over a
+  learned mix of every layer: `--classifier_pooling`) -> dropout -> linear, whole network fine-tuned;
 - a toolkit ELMo checkpoint (`toolkit_elmo`): frozen biLM with a learned scalar mix of its layers -> task BiLSTM ->
   attention pooling (Peters et al., 2018); `--elmo_full_finetune` trains the biLM too;
 - any Hugging Face BERT-compatible folder (`model_type: bert`, e.g. all-MiniLM-L6-v2): converted on the fly to
@@ -111,6 +112,18 @@ class ClassificationArguments:
             "help": "BERT: keep the pretrained token embeddings fixed, so words absent from a small labelled set keep "
             "the place pretraining gave them next to the words that are updated."
         },
+    )
+    classifier_pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "BERT: what the classifier reads: 'cls' (the pooled [CLS]), 'mean' (mean of the last layer) or "
+            "'bilstm' (a BiLSTM with attention pooling over a learned mix of every layer, as ELMo's layers are used; "
+            "default: the checkpoint's).",
+            "choices": ["cls", "mean", "bilstm"],
+        },
+    )
+    classifier_lstm_size: int | None = field(
+        default=None, metadata={"help": "BERT with classifier_pooling bilstm: LSTM size per direction (default 256)."}
     )
     unpad_inputs: bool = field(
         default=True,
@@ -336,6 +349,9 @@ def build_model(cls_args: ClassificationArguments, train_items, id2label, label2
         overrides["classifier_dropout"] = cls_args.classifier_dropout
     if cls_args.hidden_dropout_prob is not None:
         overrides["hidden_dropout_prob"] = overrides["attention_probs_dropout_prob"] = cls_args.hidden_dropout_prob
+    for option in ("classifier_pooling", "classifier_lstm_size"):
+        if getattr(cls_args, option) is not None:
+            overrides[option] = getattr(cls_args, option)
     if model_type == "toolkit_bert":
         overrides["unpad_inputs"] = cls_args.unpad_inputs  # toolkit.models.bert: MosaicBERT/ModernBERT-style unpadding
     config = AutoConfig.from_pretrained(path, **overrides)
@@ -354,7 +370,7 @@ def check_backbone_options(cls_args) -> None:
     """Options that only a BERT backbone has: one line, before the data is read."""
     path = cls_args.model_name_or_path
     model_type = "scratch" if path == "scratch" else model_config_dict(path).get("model_type")
-    for option in ("freeze_embeddings", "hidden_dropout_prob"):
+    for option in ("freeze_embeddings", "hidden_dropout_prob", "classifier_pooling", "classifier_lstm_size"):
         if getattr(cls_args, option) not in (None, False) and model_type not in ("toolkit_bert", "bert"):
             raise UserError(f"{option} applies to BERT backbones, not {model_type}")
     if cls_args.elmo_word_embeddings_init == "bilm":

@@ -429,6 +429,64 @@ def test_sequence_classification_problem_types():
     assert model.config.problem_type == "multi_label_classification"
 
 
+@pytest.mark.parametrize("unpad", [False, True])
+def test_bilstm_head_reads_every_layer_and_ignores_padding(unpad):
+    """classifier_pooling="bilstm": a scalar mix over the embedding output and each layer (all L + 1 weights get a
+    gradient), a packed BiLSTM (appending padding changes nothing), a classifier over 2 * classifier_lstm_size."""
+    torch.manual_seed(0)
+    config = tiny_config(num_labels=3, pre_norm=True, classifier_pooling="bilstm", classifier_lstm_size=24)
+    config.unpad_inputs = unpad
+    model = ToolkitBertForSequenceClassification(config).eval()
+    assert model.classifier.in_features == 48 and model.scalar_mix.scalar_parameters.numel() == 3
+    lstm = model.task_encoder.lstm
+    torch.testing.assert_close(lstm.bias_ih_l0[24:48], torch.ones(24))  # forget gate opens
+    batch = make_batch()
+    padded = {k: torch.cat([v, torch.zeros(v.shape[0], 4, dtype=v.dtype)], 1) for k, v in batch.items()}
+    with torch.no_grad():
+        a, b = model(**batch).logits, model(**padded).logits
+    torch.testing.assert_close(a, b)
+    out = model(**batch, labels=torch.tensor([0, 2, 1]))
+    assert out.hidden_states is None  # read internally, returned only when asked for
+    out.loss.backward()
+    assert model.scalar_mix.scalar_parameters.grad.abs().min() > 0
+    assert model.bert.embeddings.word_embeddings.weight.grad.abs().sum() > 0  # the encoder is fine-tuned too
+    with pytest.raises(ValueError, match="classifier_pooling 'lstm' is not one of cls, mean, bilstm"):
+        tiny_config(classifier_pooling="lstm")
+
+
+def test_bilstm_head_loads_a_pretrained_encoder(tmp_path):
+    """A pretraining checkpoint (no head) loads under the BiLSTM head: the encoder's weights are kept, the head is
+    new; saved and reloaded, the classifier gives the same logits."""
+    torch.manual_seed(0)
+    ToolkitBertForMaskedLM(tiny_config(pre_norm=True)).save_pretrained(tmp_path / "mlm")
+    config = ToolkitBertConfig.from_pretrained(tmp_path / "mlm", classifier_pooling="bilstm", num_labels=2)
+    model = ToolkitBertForSequenceClassification.from_pretrained(tmp_path / "mlm", config=config).eval()
+    mlm = ToolkitBertForMaskedLM.from_pretrained(tmp_path / "mlm")
+    lstm = model.task_encoder.lstm
+    torch.testing.assert_close(lstm.bias_ih_l0_reverse[256:512], torch.ones(256))  # the new head is initialised
+    assert lstm.weight_hh_l0.abs().max() < 1.0 and lstm.weight_hh_l0.std() > 0.01
+    torch.testing.assert_close(
+        model.bert.encoder.layers[0].mlp.fc_in.weight, mlm.bert.encoder.layers[0].mlp.fc_in.weight
+    )
+    model.save_pretrained(tmp_path / "cls")
+    again = ToolkitBertForSequenceClassification.from_pretrained(tmp_path / "cls").eval()
+    batch = make_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(again(**batch).logits, model(**batch).logits)
+    # the head's code ships with the weights: the same logits where the toolkit cannot be imported
+    torch.save(batch, tmp_path / "batch.pt")
+    remote = """
+    import sys, torch
+    from transformers import AutoModelForSequenceClassification
+    model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+    with torch.no_grad():
+        torch.save(model(**torch.load(sys.argv[2])).logits, sys.argv[3])
+    """
+    run_without_toolkit(tmp_path, remote, tmp_path / "cls", tmp_path / "batch.pt", tmp_path / "out.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(torch.load(tmp_path / "out.pt"), model(**batch).logits)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # variants train
 

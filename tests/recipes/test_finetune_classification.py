@@ -312,6 +312,34 @@ def test_narrow_bert_gets_the_small_row_and_frozen_embeddings_stay(data, tmp_pat
     )
 
 
+def test_bert_with_a_bilstm_head_over_every_layer(data, tmp_path, capsys):
+    """--classifier_pooling bilstm: the saved classifier carries the head (scalar mix + task BiLSTM) and reloads with
+    the Auto classes to the same predictions; the option is one line for a backbone that is not a BERT."""
+    backbone = _tiny_bert_dir(tmp_path / "bert", data)
+    argv = _args(data, tmp_path / "run", "--model_name_or_path", str(backbone), "--classifier_pooling", "bilstm",
+                 "--classifier_lstm_size", "16")  # fmt: skip
+    results = _run(_recipe(), argv)
+    assert results["validation_accuracy"] >= 0.6
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["classifier_pooling"] == "bilstm" and config["classifier_lstm_size"] == 16
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run").eval()
+    assert model.task_encoder.lstm.hidden_size == 16
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run")
+    batch = tokenizer(["a great film", "dull"], padding=True, return_tensors="pt")
+    batch.pop("token_type_ids", None)
+    with torch.no_grad():
+        assert model(**batch).logits.shape == (2, 3)
+
+    with pytest.raises(SystemExit) as info:
+        _run(_recipe(), _args(data, tmp_path / "scratch", "--classifier_pooling", "bilstm"))
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: classifier_pooling applies to BERT backbones, not scratch"
+    )
+
+
 def test_hf_bert_folder_is_converted(data, tmp_path):
     from transformers import BertConfig, BertModel
 

@@ -63,7 +63,10 @@ class ToolkitBertConfig(PretrainedConfig):
             `hidden_dropout_prob`.
         classifier_pooling (`str`, defaults to `"cls"`): what sequence classification reads: `"cls"` (the tanh
             pooler on [CLS], as BERT) or `"mean"` (the masked mean of the last layer, which suits encoders
-            pretrained with MLM only and briefly, whose [CLS] vector carries little).
+            pretrained with MLM only and briefly, whose [CLS] vector carries little) or `"bilstm"` (a learned scalar
+            mix of the embedding output and every layer, then a BiLSTM with attention pooling: how ELMo's layers are
+            used (Peters et al., 2018) and BERT's feature-based setup (Devlin et al., 2019, Sec. 5.3)).
+        classifier_lstm_size (`int`, defaults to 256): size per direction of that BiLSTM.
         initializer_range (`float`, defaults to 0.02): std of the normal initialisation (as BERT).
         pad_token_id, cls_token_id, sep_token_id, mask_token_id (`int`): special token ids (BERT WordPiece
             defaults 0, 101, 102, 103).
@@ -95,6 +98,7 @@ class ToolkitBertConfig(PretrainedConfig):
         pad_vocab_to_multiple_of=1,
         classifier_dropout=None,
         classifier_pooling="cls",
+        classifier_lstm_size=256,
         initializer_range=0.02,
         generator_hidden_size=None,
         generator_num_hidden_layers=None,
@@ -145,9 +149,10 @@ class ToolkitBertConfig(PretrainedConfig):
         self.unpadded_attention = unpadded_attention
         self.pad_vocab_to_multiple_of = pad_vocab_to_multiple_of
         self.classifier_dropout = classifier_dropout
-        if classifier_pooling not in ("cls", "mean"):
-            raise ValueError(f"classifier_pooling '{classifier_pooling}' is not one of cls, mean")
+        if classifier_pooling not in ("cls", "mean", "bilstm"):
+            raise ValueError(f"classifier_pooling '{classifier_pooling}' is not one of cls, mean, bilstm")
         self.classifier_pooling = classifier_pooling
+        self.classifier_lstm_size = classifier_lstm_size
         self.initializer_range = initializer_range
         if pretraining_objectives == ["rtd"]:  # the generator's shape; other configs do not carry these keys
             self.generator_hidden_size = generator_hidden_size or max(hidden_size // 4, num_attention_heads)

@@ -481,6 +481,21 @@ class ToolkitBertPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, ToolkitBertMLMHead):
             init.zeros_(module.bias)
+        elif isinstance(module, ToolkitBertScalarMix):
+            init.zeros_(module.scalar_parameters)
+            init.ones_(module.gamma)
+        elif isinstance(module, nn.LSTM):  # the task BiLSTM: as the toolkit's scratch BiLSTM
+            for name, param in module.named_parameters():
+                if name.startswith("weight_ih"):
+                    init.xavier_uniform_(param)
+                elif name.startswith("weight_hh"):
+                    init.orthogonal_(param)
+                else:
+                    init.zeros_(param)
+            if not getattr(module.bias_ih_l0, "_is_hf_initialized", False):
+                with torch.no_grad():  # forget-gate bias 1 (Jozefowicz et al., 2015)
+                    for name in ("bias_ih_l0", "bias_ih_l0_reverse"):
+                        getattr(module, name)[module.hidden_size : 2 * module.hidden_size].fill_(1.0)
 
     @staticmethod
     def _resolve(value, default):
@@ -849,10 +864,49 @@ class ToolkitBertForReplacedTokenDetection(ToolkitBertPreTrainedModel):
         return out if return_dict else out.to_tuple()
 
 
+class ToolkitBertScalarMix(nn.Module):
+    """`gamma * sum_j softmax(s)_j * LayerNorm(h_j)` over the embedding output and every layer's output (ELMo's mix,
+    Peters et al., 2018, Eq. 1; each layer normed first, since a pre-LN encoder's residual stream grows with depth)."""
+
+    def __init__(self, num_layers: int, eps: float):
+        super().__init__()
+        self.scalar_parameters = nn.Parameter(torch.zeros(num_layers))
+        self.gamma = nn.Parameter(torch.ones(1))
+        self.eps = eps
+
+    def forward(self, hidden_states: tuple) -> torch.Tensor:
+        weights = torch.softmax(self.scalar_parameters, dim=0)  # (L + 1,)
+        normed = [F.layer_norm(h, h.shape[-1:], eps=self.eps) for h in hidden_states]  # L + 1 x (B, T, C)
+        return self.gamma * sum(w * h for w, h in zip(weights, normed))  # (B, T, C)
+
+
+class ToolkitBertTaskBiLSTM(nn.Module):
+    """The task encoder of `classifier_pooling="bilstm"`: packed BiLSTM over the mixed layers, then additive attention
+    pooling (`a = softmax_t(v . tanh(W h_t))`, Yang et al., 2016) over the real tokens."""
+
+    def __init__(self, config: ToolkitBertConfig):
+        super().__init__()
+        size = config.classifier_lstm_size
+        self.lstm = nn.LSTM(config.hidden_size, size, batch_first=True, bidirectional=True)
+        self.projection = nn.Linear(2 * size, size)
+        self.context = nn.Linear(size, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        lengths = attention_mask.long().sum(-1).cpu().clamp(min=1)
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        encoded, _ = self.lstm(packed)
+        encoded, _ = nn.utils.rnn.pad_packed_sequence(encoded, batch_first=True, total_length=x.size(1))  # (B, T, 2H)
+        scores = self.context(torch.tanh(self.projection(encoded))).squeeze(-1)  # (B, T)
+        scores = scores.masked_fill(attention_mask == 0, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores.float(), dim=-1).to(encoded.dtype)  # (B, T)
+        return torch.einsum("bt,btd->bd", weights, encoded)  # (B, 2H)
+
+
 class ToolkitBertForSequenceClassification(ToolkitBertPreTrainedModel):
-    """Pooled [CLS] -> dropout -> linear. Loss follows `config.problem_type` as in transformers: regression
-    (num_labels == 1, MSE), single_label_classification (integer labels, cross-entropy), or
-    multi_label_classification (float multi-hot labels, BCE-with-logits)."""
+    """Pooled [CLS] (or the masked mean of the last layer, or a BiLSTM over all layers: `config.classifier_pooling`)
+    -> dropout -> linear. Loss follows `config.problem_type` as in transformers: regression (num_labels == 1, MSE),
+    single_label_classification (integer labels, cross-entropy), or multi_label_classification (float multi-hot
+    labels, BCE-with-logits)."""
 
     def __init__(self, config: ToolkitBertConfig):
         super().__init__(config)
@@ -860,7 +914,12 @@ class ToolkitBertForSequenceClassification(ToolkitBertPreTrainedModel):
         self.bert = ToolkitBertModel(config, add_pooling_layer=True)
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(p)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        width = config.hidden_size
+        if getattr(config, "classifier_pooling", "cls") == "bilstm":
+            self.scalar_mix = ToolkitBertScalarMix(config.num_hidden_layers + 1, config.layer_norm_eps)
+            self.task_encoder = ToolkitBertTaskBiLSTM(config)
+            width = 2 * config.classifier_lstm_size
+        self.classifier = nn.Linear(width, config.num_labels)
         self.post_init()
 
     def forward(
@@ -884,10 +943,14 @@ class ToolkitBertForSequenceClassification(ToolkitBertPreTrainedModel):
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
             output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+            output_hidden_states=output_hidden_states or self.config.classifier_pooling == "bilstm",
             return_dict=True,
         )
-        if getattr(self.config, "classifier_pooling", "cls") == "mean":  # masked mean of the last layer
+        if self.config.classifier_pooling == "bilstm":  # ELMo-style use of every layer
+            hidden = enc.hidden_states[-1]
+            mask = torch.ones(hidden.shape[:2], device=hidden.device) if attention_mask is None else attention_mask
+            pooled = self.task_encoder(self.dropout(self.scalar_mix(enc.hidden_states)), mask)  # (B, 2H)
+        elif getattr(self.config, "classifier_pooling", "cls") == "mean":  # masked mean of the last layer
             hidden = enc.last_hidden_state  # (B, T, C)
             mask = torch.ones(hidden.shape[:2], device=hidden.device) if attention_mask is None else attention_mask
             mask = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
@@ -911,7 +974,10 @@ class ToolkitBertForSequenceClassification(ToolkitBertPreTrainedModel):
             else:
                 loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
         out = SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions
+            loss=loss,
+            logits=logits,
+            hidden_states=enc.hidden_states if output_hidden_states else None,
+            attentions=enc.attentions,
         )
         return out if return_dict else out.to_tuple()
 
