@@ -11,7 +11,8 @@ after an interruption continues where it stopped, and a run that was cut mid-tra
    several `seeds` for the small budgets), validation accuracy as mean and std over seeds.
 3. `translation`: the RNN encoder-decoder without attention (one fixed vector for the whole source sentence),
    with dot, bilinear and additive attention, and the Transformer; BLEU overall and by source length, training
-   tokens/s, attention maps.
+   tokens/s, attention maps; whether the attention gap grows with source length is a slope over every test sentence
+   with a bootstrap interval (`translation_length_trend`), since the longest bucket holds a few dozen sentences.
 4. `summarization`: a Transformer from scratch against one whose encoder starts from a BERT checkpoint.
 
 Outputs in `--output_dir`: `REPORT.md` (tables, and each claim with the numbers that support or contradict it),
@@ -542,6 +543,57 @@ def bleu_by_length(run_dir: str, bounds: list[int]) -> list[dict]:
     return buckets
 
 
+def length_trend(args: ReportArguments, rows: list[dict], resamples: int = 1000) -> dict | None:
+    """Does the attention RNNs' lead over the no-attention RNN grow with source length? Per test sentence: the mean
+    sentence chrF of the attention RNNs minus that of the no-attention RNN; the least-squares slope of that gap
+    against the source length in words, with a 95% bootstrap interval over the sentences (seeded). Every sentence
+    counts, where a bucket of the longest sentences may hold a few dozen. None without both kinds of predictions."""
+    from sacrebleu.metrics import CHRF
+
+    def sentence_chrf(name: str) -> list[tuple[int, float]] | None:
+        row = next((r for r in rows if r["name"] == name), None)
+        path = (
+            os.path.join(args.output_dir, "runs", "translation", name, f"{row['split']}_predictions.jsonl")
+            if row
+            else ""
+        )
+        if not os.path.isfile(path):
+            return None
+        chrf = CHRF()
+        with open(path, encoding="utf-8") as f:
+            items = [json.loads(line) for line in f if line.strip()]
+        return [
+            (len(it["source"].split()), chrf.sentence_score(it["prediction"], [it["reference"]]).score) for it in items
+        ]
+
+    attention = [r["name"] for r in rows if r["model"] == "rnn" and r["attention"] != "none"]
+    none = sentence_chrf("rnn_none")
+    scored = [s for s in map(sentence_chrf, attention) if s is not None and none and len(s) == len(none)]
+    if not none or not scored:
+        return None
+    lengths = [n for n, _ in none]
+    gaps = [statistics.fmean(s[i][1] for s in scored) - none[i][1] for i in range(len(none))]
+
+    def slope(idx) -> float:
+        xs, ys = [lengths[i] for i in idx], [gaps[i] for i in idx]
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        var = sum((x - mx) ** 2 for x in xs)
+        return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+
+    rng = random.Random(args.seed)
+    n = len(gaps)
+    boot = sorted(slope([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
+    return {
+        "metric": "sentence chrF, mean attention RNN minus no attention",
+        "models": attention,
+        "sentences": n,
+        "mean_gap": round(statistics.fmean(gaps), 2),
+        "slope_per_word": round(slope(range(n)), 3),
+        "ci95": [round(boot[int(0.025 * resamples)], 3), round(boot[int(0.975 * resamples) - 1], 3)],
+        "resamples": resamples,
+    }
+
+
 def attention_maps(args: ReportArguments, rows: list[dict], pair: tuple[str, str] | None) -> list[str]:
     """One cross-attention picture per attention model (`toolkit visualize-attention`) for the first test pair,
     drawn over the reference translation (so the maps of all models share their rows)."""
@@ -740,7 +792,7 @@ def classification_claims(summary: list[dict]) -> list[str]:
     return lines
 
 
-def translation_claims(rows: list[dict]) -> list[str]:
+def translation_claims(rows: list[dict], trend: dict | None = None) -> list[str]:
     by_name = {r["name"]: r for r in rows}
     lines = []
     scored = [r["bleu"] for r in rows if r["bleu"] is not None]
@@ -766,12 +818,18 @@ def translation_claims(rows: list[dict]) -> list[str]:
             ]
             if mates:
                 gaps.append((bucket["source_words"], round(statistics.fmean(mates) - bucket["bleu"], 2)))
-        if len(gaps) > 1:
-            grows = all(b >= a for (_, a), (_, b) in zip(gaps, gaps[1:])) or gaps[-1][1] > gaps[0][1]
+        by_bucket = f"{', '.join(f'{w} words {g:+.1f}' for w, g in gaps)}; mean attention RNN minus no attention"
+        if trend:  # every sentence, with its interval: a bucket of the longest sentences may hold a few dozen
+            low, high = trend["ci95"]
+            verdict = "yes" if low > 0 else "no" if high < 0 else "not shown (the interval includes 0)"
             lines.append(
-                f"  - The gap grows with source length: {'yes' if grows else 'no'} "
-                f"({', '.join(f'{w} words {g:+.1f}' for w, g in gaps)}; mean attention RNN minus no attention)."
+                f"  - The gap grows with source length: {verdict}. Per sentence, the chrF gap changes by "
+                f"{trend['slope_per_word']:+.2f} per source word (95% bootstrap interval {low:+.2f} to {high:+.2f}, "
+                f"{trend['sentences']:,} sentences); BLEU by bucket: {by_bucket}."
             )
+        elif len(gaps) > 1:
+            grows = all(b >= a for (_, a), (_, b) in zip(gaps, gaps[1:])) or gaps[-1][1] > gaps[0][1]
+            lines.append(f"  - The gap grows with source length: {'yes' if grows else 'no'} ({by_bucket}).")
     if len(attn) > 1:
         lines.append(
             "- Scoring functions: "
@@ -860,7 +918,7 @@ def write_report(args: ReportArguments, report: dict) -> None:
                 f"| {r['model']} | {r['attention']} | {r['bleu']} | {r['chrf']} | {r['split']} | {speed} | {r['parameters']} | {r['steps']} |"
             )
         lines += ["", "![BLEU by source length](bleu_by_length.png)", "", "Claims:", ""]
-        lines += translation_claims(report["translation"]) + [""]
+        lines += translation_claims(report["translation"], report.get("translation_length_trend")) + [""]
         for png in report.get("attention_maps", []):
             lines += [f"![{png}]({png})", ""]
     if report.get("summarization"):
@@ -914,6 +972,7 @@ def main(args: ReportArguments) -> dict:
         plot_pretraining(report["pretrain"], os.path.join(args.output_dir, "pretraining_curves.png"))
     if "translation" in stages:
         report["translation"] = stage_translation(args)
+        report["translation_length_trend"] = length_trend(args, report["translation"])
         plot_bleu_by_length(report["translation"], os.path.join(args.output_dir, "bleu_by_length.png"))
         report["attention_maps"] = attention_maps(args, report["translation"], first_test_pair(args))
     if "summarization" in stages:

@@ -3,6 +3,7 @@ smoke preset runs end to end (slow)."""
 
 import json
 import os
+import random
 import subprocess
 import sys
 
@@ -276,6 +277,43 @@ def test_translation_claims_read_the_numbers():
     assert "Transformer matches or beats the best attention RNN: supported" in text and "(2.00x)" in text
     tiny = [dict(r, bleu=0.1) for r in rows]
     assert report.translation_claims(tiny)[0].startswith("- **Inconclusive**")
+
+
+def test_length_trend_reads_every_sentence_with_an_interval(tmp_path):
+    """The growth of the attention gap with source length is a slope over all test sentences with a bootstrap
+    interval: positive where the no-attention model loses more on long sentences, 'not shown' where it does not."""
+    (args,) = report.parse_args(["--config", "recipes/configs/report/smoke.yaml", "--output_dir", str(tmp_path)])
+    words = "a man in a blue shirt is standing on a ladder cleaning windows while two dogs run past the old red barn".split()
+    rng = random.Random(0)
+
+    def write(name, keep):  # keep(n): how many reference words the model gets right for an n-word source
+        run = tmp_path / "runs" / "translation" / name
+        run.mkdir(parents=True, exist_ok=True)
+        with open(run / "test_predictions.jsonl", "w") as f:
+            for _ in range(300):
+                n = rng.randint(4, len(words))
+                reference = " ".join(words[:n])
+                f.write(json.dumps({"source": reference, "reference": reference,
+                                    "prediction": " ".join(words[: keep(n)])}) + "\n")  # fmt: skip
+
+    rows = [dict(name=n, model="rnn", attention=a, split="test", bleu=b, tokens_per_second=1.0, bleu_by_length=[])
+            for n, a, b in (("rnn_none", "none", 9.0), ("rnn_dot", "dot", 20.0))]  # fmt: skip
+    rng.seed(0)
+    write("rnn_dot", lambda n: n)
+    rng.seed(0)  # the same sources for both models
+    write("rnn_none", lambda n: min(n, 6))  # a fixed vector holds the first few words only
+    trend = report.length_trend(args, rows, resamples=200)
+    assert trend["sentences"] == 300 and trend["slope_per_word"] > 0 and trend["ci95"][0] > 0
+    text = "\n".join(report.translation_claims(rows, trend))
+    assert "The gap grows with source length: yes. Per sentence, the chrF gap changes by +" in text
+    assert "300 sentences" in text
+    rng.seed(0)
+    write("rnn_none", lambda n: n)  # no gap at any length
+    flat = report.length_trend(args, rows, resamples=200)
+    assert flat["slope_per_word"] == 0 and "not shown (the interval includes 0)" in "\n".join(
+        report.translation_claims(rows, flat)
+    )
+    assert report.length_trend(args, [r for r in rows if r["name"] != "rnn_none"]) is None
 
 
 def test_the_pretraining_table_names_electra_and_the_recorded_corpus(tmp_path):
