@@ -55,7 +55,9 @@ def bert_log_probs(path: str, texts: list[str], template: str, batch_size: int =
         batch.pop("token_type_ids", None)
         hidden = model.bert(**batch).last_hidden_state  # (B, T, C)
         is_mask = batch["input_ids"] == tokenizer.mask_token_id
-        position = torch.where(is_mask.any(1), is_mask.float().argmax(1), 0)  # truncated away: [CLS]
+        if not bool(is_mask.any(1).all()):
+            raise UserError(f"a prompt longer than 128 tokens lost its [MASK] to truncation: shorten {template!r}")
+        position = is_mask.float().argmax(1)  # (B,)
         rows.append(model.cls(hidden[torch.arange(len(prompts)), position]).float().log_softmax(-1))
     return torch.cat(rows), tokenizer
 
@@ -116,6 +118,8 @@ def main() -> None:
     subset = sorted(order[: args.labels])
     few_texts, few = [train_texts[i] for i in subset], np.array([train_labels[i] for i in subset])
     gold = np.array(labels)
+    if set(labels) | set(few.tolist()) != {0, 1}:
+        raise UserError(f"--label_column {args.label_column} must hold 0 (negative) and 1 (positive)")
     score_fn, templates = (
         (bert_log_probs, BERT_TEMPLATES) if kind == "toolkit_bert" else (elmo_log_probs, ELMO_TEMPLATES)
     )
@@ -126,11 +130,15 @@ def main() -> None:
 
         diff = lab[few == 1].mean(0) - lab[few == 0].mean(0)
         searched = diff.topk(10).indices.tolist(), (-diff).topk(10).indices.tolist()
-        for name, (pos, neg) in {
+        verbalizers = {
             "good/bad": (known(tokenizer, ["good"]), known(tokenizer, ["bad"])),
             f"{len(POSITIVE)}+{len(NEGATIVE)} words": (known(tokenizer, POSITIVE), known(tokenizer, NEGATIVE)),
             "searched": searched,
-        }.items():
+        }
+        for name, (pos, neg) in verbalizers.items():
+            if not pos or not neg:
+                print(f"{template!r:28} {name:14} skipped: no word of its list is one token of the vocabulary")
+                continue
             s_val = (val[:, pos].logsumexp(-1) - val[:, neg].logsumexp(-1)).numpy()
             s_lab = (lab[:, pos].logsumexp(-1) - lab[:, neg].logsumexp(-1)).numpy()
             zero = 100 * ((s_val > 0) == gold).mean()

@@ -373,6 +373,12 @@ def check_backbone_options(cls_args) -> None:
     for option in ("freeze_embeddings", "hidden_dropout_prob", "classifier_pooling", "classifier_lstm_size"):
         if getattr(cls_args, option) not in (None, False) and model_type not in ("toolkit_bert", "bert"):
             raise UserError(f"{option} applies to BERT backbones, not {model_type}")
+    if cls_args.classifier_lstm_size is not None:
+        pooling = cls_args.classifier_pooling or model_config_dict(path).get("classifier_pooling")
+        if pooling != "bilstm":
+            raise UserError("classifier_lstm_size applies with classifier_pooling bilstm only")
+        if cls_args.classifier_lstm_size < 1:
+            raise UserError(f"classifier_lstm_size must be a positive integer, not {cls_args.classifier_lstm_size}")
     if cls_args.elmo_word_embeddings_init == "bilm":
         if model_type != "toolkit_elmo" or not cls_args.elmo_word_embeddings:
             raise UserError("elmo_word_embeddings_init bilm needs an ELMo backbone and --elmo_word_embeddings true")

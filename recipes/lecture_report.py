@@ -568,11 +568,12 @@ def length_trend(args: ReportArguments, rows: list[dict], resamples: int = 1000)
 
     attention = [r["name"] for r in rows if r["model"] == "rnn" and r["attention"] != "none"]
     none = sentence_chrf("rnn_none")
-    scored = [s for s in map(sentence_chrf, attention) if s is not None and none and len(s) == len(none)]
+    scored = {name: sentence_chrf(name) for name in attention}
+    scored = {name: s for name, s in scored.items() if s is not None and none and len(s) == len(none)}
     if not none or not scored:
         return None
     lengths = [n for n, _ in none]
-    gaps = [statistics.fmean(s[i][1] for s in scored) - none[i][1] for i in range(len(none))]
+    gaps = [statistics.fmean(s[i][1] for s in scored.values()) - none[i][1] for i in range(len(none))]
 
     def slope(idx) -> float:
         xs, ys = [lengths[i] for i in idx], [gaps[i] for i in idx]
@@ -585,7 +586,7 @@ def length_trend(args: ReportArguments, rows: list[dict], resamples: int = 1000)
     boot = sorted(slope([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
     return {
         "metric": "sentence chrF, mean attention RNN minus no attention",
-        "models": attention,
+        "models": list(scored),
         "sentences": n,
         "mean_gap": round(statistics.fmean(gaps), 2),
         "slope_per_word": round(slope(range(n)), 3),

@@ -283,7 +283,8 @@ def test_length_trend_reads_every_sentence_with_an_interval(tmp_path):
     """The growth of the attention gap with source length is a slope over all test sentences with a bootstrap
     interval: positive where the no-attention model loses more on long sentences, 'not shown' where it does not."""
     (args,) = report.parse_args(["--config", "recipes/configs/report/smoke.yaml", "--output_dir", str(tmp_path)])
-    words = "a man in a blue shirt is standing on a ladder cleaning windows while two dogs run past the old red barn".split()
+    words = "a man in a blue shirt is standing on a ladder cleaning windows while two dogs run past the red barn"
+    words = words.split()
     rng = random.Random(0)
 
     def write(name, keep):  # keep(n): how many reference words the model gets right for an n-word source
@@ -304,6 +305,7 @@ def test_length_trend_reads_every_sentence_with_an_interval(tmp_path):
     write("rnn_none", lambda n: min(n, 6))  # a fixed vector holds the first few words only
     trend = report.length_trend(args, rows, resamples=200)
     assert trend["sentences"] == 300 and trend["slope_per_word"] > 0 and trend["ci95"][0] > 0
+    assert trend["models"] == ["rnn_dot"]
     text = "\n".join(report.translation_claims(rows, trend))
     assert "The gap grows with source length: yes. Per sentence, the chrF gap changes by +" in text
     assert "300 sentences" in text

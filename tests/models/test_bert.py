@@ -21,6 +21,7 @@ from toolkit.models.bert import (
     register,
 )
 from toolkit.models.bert.convert import convert_hf_bert, convert_hf_model
+from toolkit.models.bert.modeling_bert import ToolkitBertTaskBiLSTM
 
 VOCAB = 99
 
@@ -447,11 +448,33 @@ def test_bilstm_head_reads_every_layer_and_ignores_padding(unpad):
     torch.testing.assert_close(a, b)
     out = model(**batch, labels=torch.tensor([0, 2, 1]))
     assert out.hidden_states is None  # read internally, returned only when asked for
+    model.config.output_hidden_states = True  # ... by the call or by the config, as in transformers
+    with torch.no_grad():
+        assert len(model(**batch).hidden_states) == config.num_hidden_layers + 1
+    model.config.output_hidden_states = False
     out.loss.backward()
     assert model.scalar_mix.scalar_parameters.grad.abs().min() > 0
     assert model.bert.embeddings.word_embeddings.weight.grad.abs().sum() > 0  # the encoder is fine-tuned too
     with pytest.raises(ValueError, match="classifier_pooling 'lstm' is not one of cls, mean, bilstm"):
         tiny_config(classifier_pooling="lstm")
+    with pytest.raises(ValueError, match="classifier_lstm_size must be a positive integer, got 0"):
+        tiny_config(classifier_pooling="bilstm", classifier_lstm_size=0)
+
+
+def test_bilstm_head_reads_left_padded_rows_as_right_padded_ones():
+    """The task BiLSTM packs each row's real tokens, wherever the padding is: the same vectors with the padding on
+    the left or on the right pool to the same sentence vector."""
+    torch.manual_seed(0)
+    head = ToolkitBertTaskBiLSTM(tiny_config(classifier_pooling="bilstm", classifier_lstm_size=8)).eval()
+    x, lengths = torch.randn(3, 6, 32), [6, 4, 2]
+    right, left = torch.zeros_like(x), torch.zeros_like(x)
+    right_mask, left_mask = torch.zeros(3, 6, dtype=torch.long), torch.zeros(3, 6, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        right[row, :n], right_mask[row, :n] = x[row, :n], 1
+        left[row, 6 - n :], left_mask[row, 6 - n :] = x[row, :n], 1
+    with torch.no_grad():
+        torch.testing.assert_close(head(left, left_mask), head(right, right_mask))
+        assert not torch.allclose(head(right, right_mask)[1], head(right, torch.ones_like(right_mask))[1])
 
 
 def test_bilstm_head_loads_a_pretrained_encoder(tmp_path):
@@ -464,12 +487,16 @@ def test_bilstm_head_loads_a_pretrained_encoder(tmp_path):
     mlm = ToolkitBertForMaskedLM.from_pretrained(tmp_path / "mlm")
     lstm = model.task_encoder.lstm
     torch.testing.assert_close(lstm.bias_ih_l0_reverse[256:512], torch.ones(256))  # the new head is initialised
-    assert lstm.weight_hh_l0.abs().max() < 1.0 and lstm.weight_hh_l0.std() > 0.01
+    torch.testing.assert_close(lstm.weight_hh_l0.T @ lstm.weight_hh_l0, torch.eye(256))  # orthogonal recurrence
     torch.testing.assert_close(
         model.bert.encoder.layers[0].mlp.fc_in.weight, mlm.bert.encoder.layers[0].mlp.fc_in.weight
     )
+    with torch.no_grad():  # a trained head: loading must keep its weights, not initialise them again
+        for param in model.task_encoder.parameters():
+            param.add_(0.1 * torch.randn_like(param))
     model.save_pretrained(tmp_path / "cls")
     again = ToolkitBertForSequenceClassification.from_pretrained(tmp_path / "cls").eval()
+    torch.testing.assert_close(again.task_encoder.lstm.bias_ih_l0, model.task_encoder.lstm.bias_ih_l0)
     batch = make_batch()
     with torch.no_grad():
         torch.testing.assert_close(again(**batch).logits, model(**batch).logits)

@@ -327,17 +327,27 @@ def test_bert_with_a_bilstm_head_over_every_layer(data, tmp_path, capsys):
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run").eval()
     assert model.task_encoder.lstm.hidden_size == 16
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run")
-    batch = tokenizer(["a great film", "dull"], padding=True, return_tensors="pt")
+    rows = [line.split("\t") for line in (tmp_path / "run" / "validation_predictions.tsv").read_text().splitlines()]
+    header, rows = rows[0], rows[1:]
+    texts = [r[header.index("text")] for r in rows]
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
     batch.pop("token_type_ids", None)
     with torch.no_grad():
-        assert model(**batch).logits.shape == (2, 3)
+        predicted = model(**batch).logits.argmax(-1).tolist()
+    assert [model.config.id2label[i] for i in predicted] == [r[header.index("predicted")] for r in rows]
 
-    with pytest.raises(SystemExit) as info:
-        _run(_recipe(), _args(data, tmp_path / "scratch", "--classifier_pooling", "bilstm"))
-    assert info.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "error: classifier_pooling applies to BERT backbones, not scratch"
-    )
+    for flags, message in (
+        (["--classifier_pooling", "bilstm"], "classifier_pooling applies to BERT backbones, not scratch"),
+        (["--model_name_or_path", str(backbone), "--classifier_lstm_size", "16"],
+         "classifier_lstm_size applies with classifier_pooling bilstm only"),
+        (["--model_name_or_path", str(backbone), "--classifier_pooling", "bilstm", "--classifier_lstm_size", "0"],
+         "classifier_lstm_size must be a positive integer, not 0"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as info:
+            _run(_recipe(), _args(data, tmp_path / "bad", *flags))
+        assert info.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {message}"
+        assert not (tmp_path / "bad" / "config.json").exists()
 
 
 def test_hf_bert_folder_is_converted(data, tmp_path):

@@ -152,6 +152,8 @@ class ToolkitBertConfig(PretrainedConfig):
         if classifier_pooling not in ("cls", "mean", "bilstm"):
             raise ValueError(f"classifier_pooling '{classifier_pooling}' is not one of cls, mean, bilstm")
         self.classifier_pooling = classifier_pooling
+        if not isinstance(classifier_lstm_size, int) or classifier_lstm_size < 1:
+            raise ValueError(f"classifier_lstm_size must be a positive integer, got {classifier_lstm_size!r}")
         self.classifier_lstm_size = classifier_lstm_size
         self.initializer_range = initializer_range
         if pretraining_objectives == ["rtd"]:  # the generator's shape; other configs do not carry these keys

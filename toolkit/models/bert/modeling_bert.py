@@ -892,6 +892,11 @@ class ToolkitBertTaskBiLSTM(nn.Module):
         self.context = nn.Linear(size, 1, bias=False)
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # real tokens first, in their order: packing reads each row's first `length` positions, so left (or any)
+        # padding is moved behind the sentence
+        order = torch.argsort((attention_mask == 0).to(torch.int8), dim=1, stable=True)  # (B, T)
+        x = x.gather(1, order.unsqueeze(-1).expand_as(x))  # (B, T, C)
+        attention_mask = attention_mask.gather(1, order)
         lengths = attention_mask.long().sum(-1).cpu().clamp(min=1)
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         encoded, _ = self.lstm(packed)
@@ -936,6 +941,7 @@ class ToolkitBertForSequenceClassification(ToolkitBertPreTrainedModel):
         **kwargs,
     ):
         return_dict = self._resolve(return_dict, self.config.return_dict)
+        output_hidden_states = self._resolve(output_hidden_states, self.config.output_hidden_states)
         enc = self.bert(
             input_ids,
             attention_mask=attention_mask,
