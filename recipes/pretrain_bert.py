@@ -128,6 +128,9 @@ class BertModelArguments:
             raise ValueError(f"hidden_act '{self.hidden_act}' is not one of gelu, gelu_new, relu, geglu, swiglu")
         if self.classifier_pooling not in ("cls", "mean"):
             raise ValueError(f"classifier_pooling '{self.classifier_pooling}' is not one of cls, mean")
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+            if getattr(self, name) < 1:  # a typo such as -1 layers would otherwise train a model without blocks
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError("hidden_size must be a multiple of num_attention_heads")
         for name in ("generator_hidden_size", "generator_num_hidden_layers"):

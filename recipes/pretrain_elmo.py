@@ -105,6 +105,9 @@ class ElmoModelArguments:
     adaptive_cutoffs: list[int] | None = field(default=None, metadata={"help": "Adaptive softmax cluster bounds."})
 
     def __post_init__(self):
+        for name in ("vocab_size", "num_layers", "cell_size", "projection_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.token_embedder not in ("char_cnn", "word"):
             raise ValueError(f"token_embedder '{self.token_embedder}' is not one of char_cnn, word")
         if self.softmax_type not in ("full", "adaptive"):
