@@ -378,7 +378,7 @@ def check_backbone_options(cls_args) -> None:
         if pooling != "bilstm":
             raise UserError("classifier_lstm_size applies with classifier_pooling bilstm only")
         if cls_args.classifier_lstm_size < 1:
-            raise UserError(f"classifier_lstm_size must be a positive integer, not {cls_args.classifier_lstm_size}")
+            raise UserError(f"classifier_lstm_size must be a positive integer, got {cls_args.classifier_lstm_size}")
     if cls_args.elmo_word_embeddings_init == "bilm":
         if model_type != "toolkit_elmo" or not cls_args.elmo_word_embeddings:
             raise UserError("elmo_word_embeddings_init bilm needs an ELMo backbone and --elmo_word_embeddings true")

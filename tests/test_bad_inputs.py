@@ -54,6 +54,7 @@ CASES = [
     ("accumulation-0", "pretrain_elmo", [*DEMO_CORPUS, "--gradient_accumulation_steps", "0"], "gradient_accumulation_steps must be >= 1"),
     ("layers-negative", "pretrain_bert", [*DEMO_CORPUS, "--num_hidden_layers", "-1"], "num_hidden_layers must be >= 1, got -1"),
     ("heads-0", "pretrain_bert", [*DEMO_CORPUS, "--num_attention_heads", "0"], "num_attention_heads must be >= 1, got 0"),
+    ("init-range-0", "pretrain_bert", [*DEMO_CORPUS, "--initializer_range", "0"], "initializer_range must be > 0, got 0.0"),
     ("elmo-layers-0", "pretrain_elmo", [*DEMO_CORPUS, "--num_layers", "0"], "num_layers must be >= 1, got 0"),
     ("max-steps-0", "pretrain_bert", [*DEMO_CORPUS, "--max_steps", "0"], "max_steps must be > 0"),
     ("epochs-0", "finetune_classification", [*DEMO_CLS, "--num_train_epochs", "0"], "num_train_epochs must be > 0"),

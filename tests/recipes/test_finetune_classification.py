@@ -341,7 +341,7 @@ def test_bert_with_a_bilstm_head_over_every_layer(data, tmp_path, capsys):
         (["--model_name_or_path", str(backbone), "--classifier_lstm_size", "16"],
          "classifier_lstm_size applies with classifier_pooling bilstm only"),
         (["--model_name_or_path", str(backbone), "--classifier_pooling", "bilstm", "--classifier_lstm_size", "0"],
-         "classifier_lstm_size must be a positive integer, not 0"),
+         "classifier_lstm_size must be a positive integer, got 0"),
     ):  # fmt: skip
         with pytest.raises(SystemExit) as info:
             _run(_recipe(), _args(data, tmp_path / "bad", *flags))

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from tests.conftest import REPO, load_recipe, run_without_toolkit
 
@@ -69,6 +70,19 @@ def test_tiny_run_lowers_loss_and_saves(tiny_run):
     for name in ("config.json", "model.safetensors", "modeling_bert.py", "configuration_bert.py", "README.md"):
         assert os.path.isfile(os.path.join(out, name)), name
     assert os.path.isfile(os.path.join(out, "tokenizer.json")) or os.path.isfile(os.path.join(out, "vocab.txt"))
+
+
+def test_initializer_range_reaches_the_new_model(tiny_run):
+    """--initializer_range sets the std of a new model's weights (the CPU preset's 0.1 against BERT's 0.02) and is
+    saved in its config."""
+    recipe, out, _ = tiny_run
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    for std in (0.02, 0.1):
+        model_args, mlm_args, _, _ = recipe.parse_args([*TINY, "--initializer_range", str(std)])
+        model = recipe.build_model(model_args, mlm_args, tokenizer)
+        assert model.config.initializer_range == std
+        weight = model.get_input_embeddings().weight  # (V, C): N(0, std) but the zeroed padding row
+        assert abs(weight[1:].std().item() - std) < 0.1 * std
 
 
 def test_mid_epoch_resume_is_exact(tiny_run, tmp_path):
